@@ -1,0 +1,1 @@
+//! Helpers to start the real binaries.

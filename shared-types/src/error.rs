@@ -1,0 +1,65 @@
+//! The one error body of the API.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error a node or the proxy answers has this shape:
+/// `{"error":"<code>","message":"<human text>"}`. `error` is a stable,
+/// machine-readable code (see [`codes`]); `message` is for people and may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Stable error codes.
+pub mod codes {
+    /// 404: no such resource (unknown path).
+    pub const NOT_FOUND: &str = "not_found";
+    /// 404: the session token is unknown (or malformed).
+    pub const SESSION_NOT_FOUND: &str = "session_not_found";
+    /// 404: the user token is unknown (or malformed).
+    pub const USER_NOT_FOUND: &str = "user_not_found";
+    /// 410: the session was stopped or expired and is only retained.
+    pub const SESSION_ENDED: &str = "session_ended";
+    /// 403: the request's Origin/Referer is missing or not allowed.
+    pub const ORIGIN_NOT_ALLOWED: &str = "origin_not_allowed";
+    /// 403: only the controller may stop a session.
+    pub const NOT_CONTROLLER: &str = "not_controller";
+    /// 400: the body is not the JSON the resource expects.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// 415: the body is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// 413: the body is larger than the limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// 405: the resource exists but not with this method.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 503: the node is draining and takes no new sessions.
+    pub const DRAINING: &str = "draining";
+    /// 503: the node holds as many sessions as it may.
+    pub const CAPACITY_EXHAUSTED: &str = "capacity_exhausted";
+    /// 409: the session holds as many users as it may.
+    pub const SESSION_FULL: &str = "session_full";
+    /// 503 (proxy): the node that owns the request's session cannot be reached.
+    pub const SESSION_SERVER_UNAVAILABLE: &str = "session_server_unavailable";
+    /// 503 (proxy): no node is ready to take a new session.
+    pub const NO_SERVER_AVAILABLE: &str = "no_server_available";
+    /// 504 (proxy): the node did not answer in time.
+    pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+    /// 502 (proxy): the node's answer was broken or the connection failed mid-request.
+    pub const BAD_GATEWAY: &str = "bad_gateway";
+    /// 431 (proxy): the request head is larger than the limit.
+    pub const HEADERS_TOO_LARGE: &str = "request_header_fields_too_large";
+    /// 400: a malformed request.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// 500: a bug; the message says no more than that.
+    pub const INTERNAL: &str = "internal_error";
+}
