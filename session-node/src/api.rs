@@ -1,0 +1,246 @@
+//! The live REST API: the router and one handler per resource.
+//!
+//! | method | path (below the context path)              | handler          |
+//! |--------|--------------------------------------------|------------------|
+//! | GET    | `/health`                                  | [`health`]       |
+//! | POST   | `/rest/live/sessions`                      | [`create_session`] |
+//! | GET    | `/rest/live/sessions/{token}`              | [`get_session`]  |
+//! | POST   | `/rest/live/sessions/{token}/users`        | [`join_session`] |
+//! | GET    | `/rest/live/users/{userToken}/session/stop`| [`stop_session`] |
+//! | OPTIONS| any of the `/rest/live` paths              | [`preflight`]    |
+//!
+//! Everything else is a JSON 404, a known path with another method a JSON 405.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use shared_types::api::{CreateSessionResponse, GetSessionResponse, JoinRequest};
+use shared_types::names::{HEALTH_PATH, LIVE_PREFIX};
+use shared_types::token;
+
+use crate::config::Config;
+use crate::cors::{self, AllowedOrigins};
+use crate::error::ApiError;
+use crate::readiness::Readiness;
+use crate::sessions::Sessions;
+use crate::stickiness::Stickiness;
+
+/// Longest display name a user may join with, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub name: String,
+    pub server_url: Option<String>,
+    pub context_path: String,
+    pub origins: AllowedOrigins,
+    pub stickiness: Stickiness,
+    pub sessions: Arc<Sessions>,
+    pub readiness: Readiness,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> Result<Self, String> {
+        Ok(AppState(Arc::new(Shared {
+            name: config.name.clone(),
+            server_url: config.server_url.clone(),
+            context_path: config.context_path.clone(),
+            origins: config.allowed_origins.clone(),
+            stickiness: Stickiness::new(
+                &config.name,
+                &config.context_path,
+                config.cookie_cross_site,
+            )?,
+            sessions: Arc::new(Sessions::new(config.limits.clone())),
+            readiness: Readiness::default(),
+            max_body_bytes: config.max_body_bytes,
+        })))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The node's router: every resource, the JSON 404/405, the body limit and
+/// the CORS headers.
+pub fn app(state: AppState) -> Router {
+    let ctx = state.context_path.as_str();
+    let live = format!("{ctx}{LIVE_PREFIX}");
+    Router::new()
+        .route(&format!("{ctx}{HEALTH_PATH}"), get(health))
+        .route(
+            &format!("{live}/sessions"),
+            post(create_session).options(preflight),
+        )
+        .route(
+            &format!("{live}/sessions/{{token}}"),
+            get(get_session).options(preflight),
+        )
+        .route(
+            &format!("{live}/sessions/{{token}}/users"),
+            post(join_session).options(preflight),
+        )
+        .route(
+            &format!("{live}/users/{{user_token}}/session/stop"),
+            get(stop_session).options(preflight),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), cors_headers))
+        .with_state(state)
+}
+
+/// Adds the CORS headers to every answer whose request came from an allowed
+/// origin. Refusing a disallowed origin is the resource's business (only Get
+/// Session and the preflight require one), not this layer's.
+async fn cors_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let origin = state.origins.check(request.headers());
+    let mut response = next.run(request).await;
+    if let Some(origin) = origin {
+        cors::add_cors_headers(response.headers_mut(), &origin);
+    }
+    response
+}
+
+/// `OPTIONS` on an API path: 204 with the allowed methods and headers (the
+/// `gcbSessionServer` request header among them) for an allowed origin.
+async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.origins.check(&headers).is_none() {
+        return ApiError::OriginNotAllowed.into_response();
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    cors::add_preflight_headers(response.headers_mut());
+    response
+}
+
+/// 200 with an empty body while ready, 503 with an empty body while draining.
+async fn health(State(state): State<AppState>) -> StatusCode {
+    if state.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Create Session. Refused (503) while draining or at `--max-sessions`.
+async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let token = state.sessions.create(state.readiness.is_ready())?;
+    tracing::debug!(session = %token, "session created");
+    let mut response = Json(CreateSessionResponse {
+        session_token: token,
+        session_server_name: state.name.clone(),
+    })
+    .into_response();
+    state.stickiness.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// Get Session. The CORS check comes before the session lookup: a caller from
+/// an origin that is not allowed learns nothing, not even whether a token
+/// exists, so Get Session cannot be used from a foreign page to enumerate the
+/// (only nine-digit) session tokens.
+async fn get_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    token: Result<Path<String>, PathRejection>,
+) -> Result<Json<GetSessionResponse>, ApiError> {
+    state
+        .origins
+        .check(&headers)
+        .ok_or(ApiError::OriginNotAllowed)?;
+    let token = session_token(token)?;
+    state.sessions.touch(&token)?;
+    Ok(Json(GetSessionResponse {
+        session_token: token,
+        session_server_name: state.name.clone(),
+        session_server_url: state.server_url.clone(),
+    }))
+}
+
+/// Join Session: our REST form of the vendor's CometD join.
+async fn join_session(
+    State(state): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let token = session_token(token)?;
+    let request: JoinRequest = json_body(&headers, body, state.max_body_bytes)?;
+    if let Some(name) = &request.name {
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::BadRequest(format!(
+                "name is longer than {MAX_NAME_CHARS} characters"
+            )));
+        }
+    }
+    let joined = state.sessions.join(&token, request.role, request.name)?;
+    let mut response = Json(joined).into_response();
+    state.stickiness.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// Stop Session, with the controller's user token.
+async fn stop_session(
+    State(state): State<AppState>,
+    user_token: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path(user_token)) = user_token else {
+        return Err(ApiError::UserNotFound);
+    };
+    let stopped = state.sessions.stop(&user_token)?;
+    Ok(Json(stopped).into_response())
+}
+
+/// A path's session token; anything not shaped like one is simply not found.
+fn session_token(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match path {
+        Ok(Path(token)) if token::is_session_token(&token) => Ok(token),
+        _ => Err(ApiError::SessionNotFound),
+    }
+}
+
+/// Reads a JSON body: 415 unless the content type is JSON, 413 over the limit,
+/// 400 when it does not parse into `T`.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! Running a node: the listener, the idle sweeper and the drain.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+
+/// Serves the API on `listener` until `shutdown` completes, then drains:
+/// health turns 503 and Create Session is refused at once, the node goes on
+/// serving its live sessions, and returns when none is left or after
+/// `config.drain_timeout`, once in-flight requests are answered.
+///
+/// Taking a bound listener (rather than an address) lets tests bind
+/// `127.0.0.1:0` and know the port before the node starts.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let state =
+        AppState::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tracing::info!(name = %config.name, "listening on {}", listener.local_addr()?);
+
+    let sweeper = tokio::spawn(sweep_forever(state.clone(), sweep_period(&config)));
+    let drained = drain(state.clone(), shutdown, config.drain_timeout);
+    let served = axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(drained)
+        .await;
+    sweeper.abort();
+    served
+}
+
+/// Waits for `shutdown`, then for the last live session to end (or the
+/// timeout). The server keeps accepting meanwhile: clients of existing
+/// sessions may open new connections while the node drains.
+async fn drain(state: AppState, shutdown: impl Future<Output = ()>, timeout: Duration) {
+    shutdown.await;
+    state.readiness.start_draining();
+    let mut live = state.sessions.watch_live();
+    tracing::info!(
+        live_sessions = *live.borrow(),
+        "draining: no new sessions, waiting up to {timeout:?} for live ones to end"
+    );
+    let drained = tokio::time::timeout(timeout, live.wait_for(|n| *n == 0))
+        .await
+        .is_ok();
+    if drained {
+        tracing::info!("drained: no live session left");
+    } else {
+        tracing::warn!(
+            live_sessions = state.sessions.live_count(),
+            "drain timeout: exiting with live sessions"
+        );
+    }
+}
+
+/// Ends idle sessions and forgets expired ones, forever. Lookups check idle
+/// deadlines themselves, so the sweep only bounds memory and lets the drain
+/// see idle sessions end.
+async fn sweep_forever(state: AppState, period: Duration) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        state.sessions.sweep();
+    }
+}
+
+fn sweep_period(config: &Config) -> Duration {
+    let shortest = config.limits.idle_timeout.min(config.limits.retention);
+    (shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(10))
+}

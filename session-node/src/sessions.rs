@@ -1,0 +1,450 @@
+//! The session core: every rule about live sessions, and nothing about HTTP.
+//!
+//! A session is born idle (customer side only), becomes active when the first
+//! agent or controller joins, and ends when the controller stops it or when it
+//! sees no request for the idle timeout. An ended session is *retained* for a
+//! while so that a repeated Stop answers the same times and Get/Join answer
+//! 410 (gone) rather than 404 (never existed); then it is forgotten.
+//!
+//! The REST handlers (and later the CometD service channels) call into
+//! [`Sessions`]; keeping the rules here means a second transport cannot
+//! disagree with the first.
+//!
+//! Time: idle and retention deadlines use [`tokio::time::Instant`] so tests can
+//! pause and advance the clock; activation and deactivation stamps are wall
+//! clock UTC milliseconds, as the contract reports them.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use shared_types::api::{JoinResponse, Role, StopResponse, UserInfo};
+use shared_types::token;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Limits and timings of the session core.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Live sessions a node may hold; Create answers 503 beyond it.
+    pub max_sessions: usize,
+    /// Users one session may hold; Join answers 409 beyond it.
+    pub max_users_per_session: usize,
+    /// A live session with no request for this long ends.
+    pub idle_timeout: Duration,
+    /// An ended session is remembered this long, then forgotten.
+    pub retention: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10_000,
+            max_users_per_session: 32,
+            idle_timeout: Duration::from_secs(30 * 60),
+            retention: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// Why a session operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    SessionNotFound,
+    UserNotFound,
+    Ended,
+    NotController,
+    SessionFull { max_users: usize },
+    Draining,
+    CapacityExhausted,
+}
+
+#[derive(Debug)]
+struct User {
+    id: u32,
+    role: Role,
+    name: Option<String>,
+    /// The whole user token (`<session>-<secret>`).
+    token: String,
+}
+
+#[derive(Debug)]
+struct Session {
+    activation_ms: Option<u64>,
+    /// Set when the session ended; from then on it is only retained.
+    ended: Option<Ended>,
+    users: Vec<User>,
+    next_user_id: u32,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ended {
+    deactivation_ms: u64,
+    at: Instant,
+}
+
+impl Session {
+    fn users_info(&self) -> Vec<UserInfo> {
+        self.users
+            .iter()
+            .map(|u| UserInfo {
+                user_id: u.id,
+                role: u.role,
+                name: u.name.clone(),
+            })
+            .collect()
+    }
+
+    fn stop_response(&self, ended: Ended) -> StopResponse {
+        StopResponse {
+            activation_time: self.activation_ms,
+            deactivation_time: ended.deactivation_ms,
+        }
+    }
+
+    /// Ends the session if it has been idle too long; returns whether it was
+    /// live before and is ended now.
+    fn expire_if_idle(&mut self, now: Instant, idle_timeout: Duration) -> bool {
+        if self.ended.is_none() && now.duration_since(self.last_seen) >= idle_timeout {
+            self.ended = Some(Ended {
+                deactivation_ms: now_ms(),
+                at: now,
+            });
+            return true;
+        }
+        false
+    }
+}
+
+/// All sessions of this node.
+#[derive(Debug)]
+pub struct Sessions {
+    limits: SessionLimits,
+    inner: Mutex<Inner>,
+    /// Count of live (not ended) sessions, watched by the drain.
+    live_tx: watch::Sender<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    live: usize,
+}
+
+impl Sessions {
+    pub fn new(limits: SessionLimits) -> Self {
+        let (live_tx, _) = watch::channel(0);
+        Self {
+            limits,
+            inner: Mutex::new(Inner::default()),
+            live_tx,
+        }
+    }
+
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// A receiver of the live session count, for the drain to wait on.
+    pub fn watch_live(&self) -> watch::Receiver<usize> {
+        self.live_tx.subscribe()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.lock().live
+    }
+
+    /// Creates an idle session and returns its token. `accepting` is false
+    /// while the node drains.
+    pub fn create(&self, accepting: bool) -> Result<String, SessionError> {
+        if !accepting {
+            return Err(SessionError::Draining);
+        }
+        let mut inner = self.lock();
+        if inner.live >= self.limits.max_sessions {
+            return Err(SessionError::CapacityExhausted);
+        }
+        // Nine random digits from the thread-local CSPRNG (ChaCha, seeded from
+        // the OS). With at most `max_sessions` taken out of 10^9 a collision is
+        // rare, and the loop only retries on one.
+        let mut rng = rand::rng();
+        let token = loop {
+            let candidate = format!("{:09}", rng.random_range(0..1_000_000_000u32));
+            if !inner.sessions.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        inner.sessions.insert(
+            token.clone(),
+            Session {
+                activation_ms: None,
+                ended: None,
+                users: Vec::new(),
+                next_user_id: 1,
+                last_seen: Instant::now(),
+            },
+        );
+        inner.live += 1;
+        self.publish_live(&inner);
+        Ok(token)
+    }
+
+    /// Checks that a session is live, and counts the request as activity.
+    pub fn touch(&self, session_token: &str) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        let session = self.live_session(&mut inner, session_token)?;
+        session.last_seen = Instant::now();
+        Ok(())
+    }
+
+    /// Adds a user to a live session. The first agent-side user activates it.
+    pub fn join(
+        &self,
+        session_token: &str,
+        role: Role,
+        name: Option<String>,
+    ) -> Result<JoinResponse, SessionError> {
+        let mut inner = self.lock();
+        let max_users = self.limits.max_users_per_session;
+        let session = self.live_session(&mut inner, session_token)?;
+        if session.users.len() >= max_users {
+            return Err(SessionError::SessionFull { max_users });
+        }
+        let now = Instant::now();
+        session.last_seen = now;
+        if role.is_agent_side() && session.activation_ms.is_none() {
+            session.activation_ms = Some(now_ms());
+        }
+        let id = session.next_user_id;
+        session.next_user_id += 1;
+        let user_token = token::user_token(session_token, rand::rng().random::<u128>());
+        session.users.push(User {
+            id,
+            role,
+            name,
+            token: user_token.clone(),
+        });
+        Ok(JoinResponse {
+            user_token,
+            user_id: id,
+            users: session.users_info(),
+        })
+    }
+
+    /// Stops the session of a controller's user token. Stopping an ended (and
+    /// still retained) session answers the times it ended with.
+    pub fn stop(&self, user_token: &str) -> Result<StopResponse, SessionError> {
+        let session_token =
+            token::session_of_user_token(user_token).ok_or(SessionError::UserNotFound)?;
+        let idle_timeout = self.limits.idle_timeout;
+        let mut inner = self.lock();
+        let Inner { sessions, live } = &mut *inner;
+        let session = sessions
+            .get_mut(session_token)
+            .ok_or(SessionError::UserNotFound)?;
+        let user = session
+            .users
+            .iter()
+            .find(|u| u.token == user_token)
+            .ok_or(SessionError::UserNotFound)?;
+        if user.role != Role::Controller {
+            return Err(SessionError::NotController);
+        }
+        let now = Instant::now();
+        if session.expire_if_idle(now, idle_timeout) {
+            *live -= 1;
+        }
+        let ended = match session.ended {
+            Some(ended) if now.duration_since(ended.at) >= self.limits.retention => {
+                self.publish_live(&inner);
+                return Err(SessionError::UserNotFound);
+            }
+            Some(ended) => ended,
+            None => {
+                let ended = Ended {
+                    deactivation_ms: now_ms(),
+                    at: now,
+                };
+                session.ended = Some(ended);
+                *live -= 1;
+                ended
+            }
+        };
+        let response = session.stop_response(ended);
+        self.publish_live(&inner);
+        Ok(response)
+    }
+
+    /// Ends idle sessions and forgets ended ones past their retention.
+    /// Returns how many sessions are still held (live or retained).
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let SessionLimits {
+            idle_timeout,
+            retention,
+            ..
+        } = self.limits;
+        let mut inner = self.lock();
+        let Inner { sessions, live } = &mut *inner;
+        sessions.retain(|_, session| {
+            if session.expire_if_idle(now, idle_timeout) {
+                *live -= 1;
+            }
+            match session.ended {
+                Some(ended) => now.duration_since(ended.at) < retention,
+                None => true,
+            }
+        });
+        let held = sessions.len();
+        self.publish_live(&inner);
+        held
+    }
+
+    /// The session if it is live. Ended (or idle-expired) sessions still
+    /// retained answer [`SessionError::Ended`].
+    fn live_session<'a>(
+        &self,
+        inner: &'a mut Inner,
+        session_token: &str,
+    ) -> Result<&'a mut Session, SessionError> {
+        let Inner { sessions, live } = inner;
+        let session = sessions
+            .get_mut(session_token)
+            .ok_or(SessionError::SessionNotFound)?;
+        let now = Instant::now();
+        if session.expire_if_idle(now, self.limits.idle_timeout) {
+            *live -= 1;
+            self.live_tx.send_replace(*live);
+        }
+        match session.ended {
+            Some(ended) if now.duration_since(ended.at) >= self.limits.retention => {
+                Err(SessionError::SessionNotFound)
+            }
+            Some(_) => Err(SessionError::Ended),
+            None => Ok(session),
+        }
+    }
+
+    fn publish_live(&self, inner: &Inner) {
+        self.live_tx.send_if_modified(|current| {
+            let changed = *current != inner.live;
+            *current = inner.live;
+            changed
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a session half-updated in
+        // a way later requests could not cope with, so a poisoned lock is used
+        // as it is rather than turning every later request into a 500.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Wall-clock UTC milliseconds since the epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions() -> Sessions {
+        Sessions::new(SessionLimits {
+            max_sessions: 3,
+            max_users_per_session: 2,
+            idle_timeout: Duration::from_secs(60),
+            retention: Duration::from_secs(600),
+        })
+    }
+
+    #[test]
+    fn tokens_are_nine_digits_and_unique() {
+        let s = Sessions::new(SessionLimits::default());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let t = s.create(true).unwrap();
+            assert!(token::is_session_token(&t), "{t}");
+            assert!(seen.insert(t));
+        }
+        assert_eq!(s.live_count(), 1000);
+    }
+
+    #[test]
+    fn first_agent_side_join_activates() {
+        let s = sessions();
+        let t = s.create(true).unwrap();
+        let customer = s.join(&t, Role::Customer, None).unwrap();
+        assert_eq!(customer.user_id, 1);
+        let controller = s.join(&t, Role::Controller, Some("C".into())).unwrap();
+        assert_eq!(controller.users.len(), 2);
+        let stopped = s.stop(&controller.user_token).unwrap();
+        assert!(stopped.activation_time.is_some());
+        assert!(stopped.deactivation_time >= stopped.activation_time.unwrap());
+        assert_eq!(s.stop(&controller.user_token).unwrap(), stopped);
+        assert_eq!(s.touch(&t), Err(SessionError::Ended));
+        assert_eq!(
+            s.join(&t, Role::Agent, None).unwrap_err(),
+            SessionError::Ended
+        );
+        assert_eq!(
+            s.stop(&customer.user_token).unwrap_err(),
+            SessionError::NotController
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let s = sessions();
+        let t = s.create(true).unwrap();
+        s.create(true).unwrap();
+        s.create(true).unwrap();
+        assert_eq!(s.create(true), Err(SessionError::CapacityExhausted));
+        assert_eq!(s.create(false), Err(SessionError::Draining));
+        s.join(&t, Role::Customer, None).unwrap();
+        s.join(&t, Role::Agent, None).unwrap();
+        assert_eq!(
+            s.join(&t, Role::Agent, None).unwrap_err(),
+            SessionError::SessionFull { max_users: 2 }
+        );
+    }
+
+    #[test]
+    fn forged_user_tokens_are_unknown() {
+        let s = sessions();
+        let t = s.create(true).unwrap();
+        let real = s.join(&t, Role::Controller, None).unwrap().user_token;
+        let forged = token::user_token(&t, 42);
+        assert_ne!(real, forged);
+        assert_eq!(s.stop(&forged), Err(SessionError::UserNotFound));
+        assert_eq!(s.stop("garbage"), Err(SessionError::UserNotFound));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_then_are_forgotten() {
+        let s = sessions();
+        let t = s.create(true).unwrap();
+        let mut live = s.watch_live();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        s.touch(&t).unwrap();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(s.sweep(), 1);
+        assert_eq!(s.live_count(), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(s.sweep(), 1, "ended but retained");
+        assert_eq!(s.live_count(), 0);
+        assert_eq!(*live.borrow_and_update(), 0);
+        assert_eq!(s.touch(&t), Err(SessionError::Ended));
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(s.touch(&t), Err(SessionError::SessionNotFound));
+        assert_eq!(s.sweep(), 0);
+    }
+}
