@@ -1,1 +1,187 @@
-//! Helpers to start the real binaries.
+//! Helpers for the end-to-end suite: start the real `session-node` and
+//! `sticky-proxy` binaries on free ports and talk to them over real sockets.
+//!
+//! - [`Process`]: a started binary. It is told `--listen 127.0.0.1:0`; its
+//!   address is read from its own `listening on ADDR` log line, so there is no
+//!   port race and no sleep. It is killed when dropped.
+//! - [`eventually`]: polls a condition until it holds or a deadline passes.
+//!
+//! The binaries are the ones `cargo build --bins` put next to the test
+//! executable (`make test` builds them first).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long a binary may take to say it is listening.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The Origin the tests' nodes allow (and the proxy's lookups send).
+pub const TEST_ORIGIN: &str = "http://app.test";
+
+/// Path of a workspace binary, next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`; `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running binary of the workspace.
+#[derive(Debug)]
+pub struct Process {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// The admin listener's address, when the binary logged one.
+    pub admin_addr: Option<SocketAddr>,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `bin` with `args` plus `--listen 127.0.0.1:0`, and waits until it
+    /// logs the address it bound (and, with `want_admin`, its admin address).
+    pub async fn start(bin: &str, name: &str, args: &[String], want_admin: bool) -> Process {
+        let mut child = Command::new(binary(bin))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log_writer = Arc::clone(&log);
+        let label = name.to_owned();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("E2E_LOG").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                let _ = tx.send(line.clone());
+                log_writer.lock().expect("log lock").push(line);
+            }
+        });
+
+        let mut addr = None;
+        let mut admin_addr = None;
+        let wait = async {
+            while let Some(line) = rx.recv().await {
+                if let Some(a) = address_after(&line, "admin listening on ") {
+                    admin_addr = Some(a);
+                } else if let Some(a) = address_after(&line, "listening on ") {
+                    addr = Some(a);
+                }
+                if addr.is_some() && (admin_addr.is_some() || !want_admin) {
+                    return true;
+                }
+            }
+            false
+        };
+        let ready = tokio::time::timeout(START_DEADLINE, wait)
+            .await
+            .unwrap_or(false);
+        let logged = log.lock().expect("log lock").join("\n");
+        assert!(ready, "{name} ({bin}) did not start listening:\n{logged}");
+        Process {
+            name: name.to_owned(),
+            addr: addr.expect("address"),
+            admin_addr,
+            child,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.expect("admin listener"))
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("running") as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("send signal");
+    }
+
+    /// Waits for the process to exit, at most `deadline`.
+    pub async fn exited_within(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once(marker)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Starts a session node named `name` that allows [`TEST_ORIGIN`].
+pub async fn start_node(name: &str, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "--name".to_owned(),
+        name.to_owned(),
+        "--allowed-origins".to_owned(),
+        TEST_ORIGIN.to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Process::start("session-node", name, &args, false).await
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after
+/// `deadline` with `what`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A reqwest client with no connection reuse surprises and a short timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}

@@ -1,0 +1,30 @@
+# The project's jobs. `make run` is the main one: the whole stack in the
+# foreground. `make test` is what CI runs (through .ci/run).
+
+CARGO ?= cargo
+
+.PHONY: run build test lint fmt bench bench-quick clean
+
+## run: build (release) and start the proxy on 127.0.0.1:8700 in front of three nodes
+run:
+	$(CARGO) build --release --bins
+	./scripts/run-stack.sh target/release
+
+build:
+	$(CARGO) build --workspace --bins
+
+## test: unit tests of every crate, then the end-to-end suite against the real binaries
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+## lint: formatting and clippy, warnings denied
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Starts the stack in the foreground: sticky-proxy on 127.0.0.1:8700 in front
+# of node-1..node-3 on 127.0.0.1:8701..8703. Ctrl-C stops everything.
+# Usage: scripts/run-stack.sh [BIN_DIR]   (default target/release)
+set -euo pipefail
+bin="${1:-target/release}"
+proxy_origin="http://127.0.0.1:8700"
+origins="${COBROWSE_ALLOWED_ORIGINS:-$proxy_origin,http://localhost:8700}"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+for i in 1 2 3; do
+  "$bin/session-node" --name "node-$i" --listen "127.0.0.1:870$i" \
+    --allowed-origins "$origins" --drain-timeout 2s &
+  pids+=($!)
+done
+"$bin/sticky-proxy" --listen 127.0.0.1:8700 --admin-listen 127.0.0.1:8799 \
+  --node node-1=http://127.0.0.1:8701 \
+  --node node-2=http://127.0.0.1:8702 \
+  --node node-3=http://127.0.0.1:8703 &
+pids+=($!)
+
+cat <<INFO
+
+  sticky-proxy   http://127.0.0.1:8700   (admin: http://127.0.0.1:8799/metrics, /nodes)
+  node-1         http://127.0.0.1:8701
+  node-2         http://127.0.0.1:8702
+  node-3         http://127.0.0.1:8703
+
+Try:
+  curl -si -X POST http://127.0.0.1:8700/cobrowse/rest/live/sessions
+  curl -si -H 'Origin: $proxy_origin' http://127.0.0.1:8700/cobrowse/rest/live/sessions/<sessionToken>
+  curl -s http://127.0.0.1:8799/nodes
+
+Ctrl-C stops everything.
+INFO
+wait -n "${pids[@]}" || true
