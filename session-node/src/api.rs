@@ -8,6 +8,8 @@
 //! | POST   | `/rest/live/sessions/{token}/users`        | [`join_session`] |
 //! | GET    | `/rest/live/users/{userToken}/session/stop`| [`stop_session`] |
 //! | OPTIONS| any of the `/rest/live` paths              | [`preflight`]    |
+//! | POST   | `/cometd`, `/cometd/{type}`                | [`transport::long_polling`] |
+//! | GET    | `/cometd` (WebSocket upgrade)              | [`transport::websocket`]    |
 //!
 //! Everything else is a JSON 404, a known path with another method a JSON 405.
 
@@ -25,6 +27,8 @@ use shared_types::api::{CreateSessionResponse, GetSessionResponse, JoinRequest};
 use shared_types::names::{HEALTH_PATH, LIVE_PREFIX};
 use shared_types::token;
 
+use crate::cometd::transport::{self, MAX_BATCH_BYTES};
+use crate::cometd::Bayeux;
 use crate::config::Config;
 use crate::cors::{self, AllowedOrigins};
 use crate::error::ApiError;
@@ -48,11 +52,20 @@ pub struct Shared {
     pub stickiness: Stickiness,
     pub sessions: Arc<Sessions>,
     pub readiness: Readiness,
+    pub bayeux: Arc<Bayeux>,
     pub max_body_bytes: usize,
 }
 
 impl AppState {
     pub fn new(config: &Config) -> Result<Self, String> {
+        let sessions = Arc::new(Sessions::new(config.limits.clone()));
+        let readiness = Readiness::default();
+        let bayeux = Arc::new(Bayeux::new(
+            Arc::clone(&sessions),
+            readiness.clone(),
+            config.name.clone(),
+            config.bayeux.clone(),
+        ));
         Ok(AppState(Arc::new(Shared {
             name: config.name.clone(),
             server_url: config.server_url.clone(),
@@ -63,8 +76,9 @@ impl AppState {
                 &config.context_path,
                 config.cookie_cross_site,
             )?,
-            sessions: Arc::new(Sessions::new(config.limits.clone())),
-            readiness: Readiness::default(),
+            sessions,
+            readiness,
+            bayeux,
             max_body_bytes: config.max_body_bytes,
         })))
     }
@@ -83,6 +97,18 @@ impl std::ops::Deref for AppState {
 pub fn app(state: AppState) -> Router {
     let ctx = state.context_path.as_str();
     let live = format!("{ctx}{LIVE_PREFIX}");
+    let cometd = Router::new()
+        .route(
+            &format!("{ctx}/cometd"),
+            post(transport::long_polling)
+                .get(transport::websocket)
+                .options(preflight),
+        )
+        .route(
+            &format!("{ctx}/cometd/{{*message_type}}"),
+            post(transport::long_polling).options(preflight),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES));
     Router::new()
         .route(&format!("{ctx}{HEALTH_PATH}"), get(health))
         .route(
@@ -101,9 +127,10 @@ pub fn app(state: AppState) -> Router {
             &format!("{live}/users/{{user_token}}/session/stop"),
             get(stop_session).options(preflight),
         )
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .merge(cometd)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), cors_headers))
         .with_state(state)
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use shared_types::names::{normalize_context_path, DEFAULT_CONTEXT_PATH};
 use url::Url;
 
+use crate::cometd::BayeuxConfig;
 use crate::cors::AllowedOrigins;
 use crate::sessions::SessionLimits;
 
@@ -61,6 +62,14 @@ pub struct Cli {
     /// [default: 30s].
     #[arg(long, env = "COBROWSE_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// How long the realtime channel holds a `/meta/connect` open when there
+    /// is nothing to deliver [default: 30s].
+    #[arg(long, env = "COBROWSE_COMETD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub cometd_timeout: Option<Duration>,
+    /// A realtime client silent (no connect) for this long is forgotten
+    /// [default: 10s].
+    #[arg(long, env = "COBROWSE_COMETD_MAX_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub cometd_max_interval: Option<Duration>,
 }
 
 /// The same settings as the flags, from `--config FILE`.
@@ -78,6 +87,8 @@ struct FileConfig {
     max_sessions: Option<usize>,
     max_users_per_session: Option<usize>,
     drain_timeout: Option<String>,
+    cometd_timeout: Option<String>,
+    cometd_max_interval: Option<String>,
 }
 
 /// `allowed-origins` may be written as one comma-separated string or a list.
@@ -110,6 +121,7 @@ pub struct Config {
     pub cookie_cross_site: bool,
     pub limits: SessionLimits,
     pub drain_timeout: Duration,
+    pub bayeux: BayeuxConfig,
     /// Largest request body accepted (Join), in bytes.
     pub max_body_bytes: usize,
 }
@@ -125,6 +137,7 @@ impl Default for Config {
             cookie_cross_site: false,
             limits: SessionLimits::default(),
             drain_timeout: Duration::from_secs(30),
+            bayeux: BayeuxConfig::default(),
             max_body_bytes: 16 * 1024,
         }
     }
@@ -190,6 +203,19 @@ impl Config {
             None => file_duration(file.drain_timeout, "drain-timeout")?
                 .unwrap_or(defaults.drain_timeout),
         };
+        let bayeux = BayeuxConfig {
+            timeout: match cli.cometd_timeout {
+                Some(d) => d,
+                None => file_duration(file.cometd_timeout, "cometd-timeout")?
+                    .unwrap_or(defaults.bayeux.timeout),
+            },
+            max_interval: match cli.cometd_max_interval {
+                Some(d) => d,
+                None => file_duration(file.cometd_max_interval, "cometd-max-interval")?
+                    .unwrap_or(defaults.bayeux.max_interval),
+            },
+            ..defaults.bayeux
+        };
         Ok(Config {
             listen: cli.listen.or(file.listen).unwrap_or(defaults.listen),
             name,
@@ -205,6 +231,7 @@ impl Config {
                 || https_url,
             limits,
             drain_timeout,
+            bayeux,
             max_body_bytes: defaults.max_body_bytes,
         })
     }

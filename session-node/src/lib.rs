@@ -8,6 +8,8 @@
 //!   future; it owns the sweeper task and the drain on shutdown.
 //! - [`api`]: the router ([`api::app`]) and one handler per resource: create,
 //!   get, join, stop, health, the CORS preflight, and the JSON 404/405.
+//! - [`cometd`]: the realtime channel, Bayeux (CometD) over WebSocket and
+//!   long-polling at `<ctx>/cometd`, on the same session core.
 //! - [`cors`]: which origins may call the API (`--allowed-origins`), the
 //!   check Get Session must pass, and the CORS headers on every answer.
 //! - [`stickiness`]: the `gcbSessionServer` cookie and header that tell a
@@ -21,6 +23,7 @@
 //! - [`config`]: flags, `COBROWSE_…` environment variables and the TOML file.
 
 pub mod api;
+pub mod cometd;
 pub mod config;
 pub mod cors;
 pub mod error;

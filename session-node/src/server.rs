@@ -26,11 +26,13 @@ pub async fn serve(
     tracing::info!(name = %config.name, "listening on {}", listener.local_addr()?);
 
     let sweeper = tokio::spawn(sweep_forever(state.clone(), sweep_period(&config)));
+    let dispatcher = tokio::spawn(dispatch_events(state.clone()));
     let drained = drain(state.clone(), shutdown, config.drain_timeout);
     let served = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(drained)
         .await;
     sweeper.abort();
+    dispatcher.abort();
     served
 }
 
@@ -67,10 +69,33 @@ async fn sweep_forever(state: AppState, period: Duration) {
     loop {
         ticker.tick().await;
         state.sessions.sweep();
+        state.bayeux.sweep();
+    }
+}
+
+/// Tells realtime participants what happened to their sessions, whichever
+/// transport (REST or CometD) caused it.
+async fn dispatch_events(state: AppState) {
+    let mut events = state.sessions.subscribe_events();
+    loop {
+        match events.recv().await {
+            Ok(event) => state.bayeux.on_event(&event),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "realtime dispatcher fell behind; events were dropped"
+                );
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
     }
 }
 
 fn sweep_period(config: &Config) -> Duration {
-    let shortest = config.limits.idle_timeout.min(config.limits.retention);
+    let shortest = config
+        .limits
+        .idle_timeout
+        .min(config.limits.retention)
+        .min(config.bayeux.max_interval);
     (shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(10))
 }

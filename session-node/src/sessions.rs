@@ -21,8 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use shared_types::api::{JoinResponse, Role, StopResponse, UserInfo};
 use shared_types::token;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
+
+/// Events buffered for a slow realtime dispatcher before it misses some.
+const EVENT_BUFFER: usize = 65_536;
 
 /// Limits and timings of the session core.
 #[derive(Debug, Clone)]
@@ -46,6 +49,24 @@ impl Default for SessionLimits {
             retention: Duration::from_secs(10 * 60),
         }
     }
+}
+
+/// Something that happened to a session, for the realtime transports to tell
+/// the session's participants, whichever transport caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// `user` joined; everyone already in the session should hear of it.
+    Joined { session: String, user: UserInfo },
+    /// The first agent-side user joined.
+    Activated {
+        session: String,
+        activation_time: u64,
+    },
+    /// The session ended (stopped, a party exited, or idle).
+    Deactivated {
+        session: String,
+        times: StopResponse,
+    },
 }
 
 /// Why a session operation was refused.
@@ -125,6 +146,8 @@ pub struct Sessions {
     inner: Mutex<Inner>,
     /// Count of live (not ended) sessions, watched by the drain.
     live_tx: watch::Sender<usize>,
+    /// What happened to sessions, for the realtime channel.
+    events: broadcast::Sender<SessionEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -136,10 +159,12 @@ struct Inner {
 impl Sessions {
     pub fn new(limits: SessionLimits) -> Self {
         let (live_tx, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             limits,
             inner: Mutex::new(Inner::default()),
             live_tx,
+            events,
         }
     }
 
@@ -150,6 +175,26 @@ impl Sessions {
     /// A receiver of the live session count, for the drain to wait on.
     pub fn watch_live(&self) -> watch::Receiver<usize> {
         self.live_tx.subscribe()
+    }
+
+    /// Subscribes to what happens to sessions from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        // No subscriber (no realtime transport running) is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Emits `Deactivated` for a session that just ended.
+    fn emit_ended(&self, token: &str, session: &Session) {
+        if let Some(ended) = session.ended {
+            self.emit(SessionEvent::Deactivated {
+                session: token.to_owned(),
+                times: session.stop_response(ended),
+            });
+        }
     }
 
     pub fn live_count(&self) -> usize {
@@ -214,8 +259,9 @@ impl Sessions {
         }
         let now = Instant::now();
         session.last_seen = now;
-        if role.is_agent_side() && session.activation_ms.is_none() {
-            session.activation_ms = Some(now_ms());
+        let activated = (role.is_agent_side() && session.activation_ms.is_none()).then(now_ms);
+        if activated.is_some() {
+            session.activation_ms = activated;
         }
         let id = session.next_user_id;
         session.next_user_id += 1;
@@ -223,22 +269,63 @@ impl Sessions {
         session.users.push(User {
             id,
             role,
-            name,
+            name: name.clone(),
             token: user_token.clone(),
         });
-        Ok(JoinResponse {
+        let response = JoinResponse {
             user_token,
             user_id: id,
             users: session.users_info(),
-        })
+        };
+        self.emit(SessionEvent::Joined {
+            session: session_token.to_owned(),
+            user: UserInfo {
+                user_id: id,
+                role,
+                name,
+            },
+        });
+        if let Some(activation_time) = activated {
+            self.emit(SessionEvent::Activated {
+                session: session_token.to_owned(),
+                activation_time,
+            });
+        }
+        Ok(response)
     }
 
     /// Stops the session of a controller's user token. Stopping an ended (and
     /// still retained) session answers the times it ended with.
     pub fn stop(&self, user_token: &str) -> Result<StopResponse, SessionError> {
+        self.end_by(user_token, true)
+    }
+
+    /// A party leaves, which ends the session for everyone (the vendor's
+    /// rule: a session ends when the controller stops it or a party exits).
+    pub fn exit(&self, user_token: &str) -> Result<StopResponse, SessionError> {
+        self.end_by(user_token, false)
+    }
+
+    /// The user a token names: its session token, id and role.
+    pub fn user(&self, user_token: &str) -> Result<(String, u32, Role), SessionError> {
         let session_token =
             token::session_of_user_token(user_token).ok_or(SessionError::UserNotFound)?;
-        let idle_timeout = self.limits.idle_timeout;
+        let inner = self.lock();
+        let user = inner
+            .sessions
+            .get(session_token)
+            .and_then(|s| s.users.iter().find(|u| u.token == user_token))
+            .ok_or(SessionError::UserNotFound)?;
+        Ok((session_token.to_owned(), user.id, user.role))
+    }
+
+    fn end_by(
+        &self,
+        user_token: &str,
+        controller_only: bool,
+    ) -> Result<StopResponse, SessionError> {
+        let session_token =
+            token::session_of_user_token(user_token).ok_or(SessionError::UserNotFound)?;
         let mut inner = self.lock();
         let Inner { sessions, live } = &mut *inner;
         let session = sessions
@@ -249,32 +336,34 @@ impl Sessions {
             .iter()
             .find(|u| u.token == user_token)
             .ok_or(SessionError::UserNotFound)?;
-        if user.role != Role::Controller {
+        if controller_only && user.role != Role::Controller {
             return Err(SessionError::NotController);
         }
         let now = Instant::now();
-        if session.expire_if_idle(now, idle_timeout) {
+        if session.expire_if_idle(now, self.limits.idle_timeout) {
             *live -= 1;
+            self.emit_ended(session_token, session);
         }
-        let ended = match session.ended {
+        let response = match session.ended {
             Some(ended) if now.duration_since(ended.at) >= self.limits.retention => {
-                self.publish_live(&inner);
-                return Err(SessionError::UserNotFound);
+                Err(SessionError::UserNotFound)
             }
-            Some(ended) => ended,
+            Some(ended) => Ok(session.stop_response(ended)),
             None => {
-                let ended = Ended {
+                session.ended = Some(Ended {
                     deactivation_ms: now_ms(),
                     at: now,
-                };
-                session.ended = Some(ended);
+                });
                 *live -= 1;
-                ended
+                self.emit_ended(session_token, session);
+                session
+                    .ended
+                    .map(|ended| session.stop_response(ended))
+                    .ok_or(SessionError::UserNotFound)
             }
         };
-        let response = session.stop_response(ended);
         self.publish_live(&inner);
-        Ok(response)
+        response
     }
 
     /// Ends idle sessions and forgets ended ones past their retention.
@@ -288,9 +377,10 @@ impl Sessions {
         } = self.limits;
         let mut inner = self.lock();
         let Inner { sessions, live } = &mut *inner;
-        sessions.retain(|_, session| {
+        sessions.retain(|token, session| {
             if session.expire_if_idle(now, idle_timeout) {
                 *live -= 1;
+                self.emit_ended(token, session);
             }
             match session.ended {
                 Some(ended) => now.duration_since(ended.at) < retention,
@@ -317,6 +407,7 @@ impl Sessions {
         if session.expire_if_idle(now, self.limits.idle_timeout) {
             *live -= 1;
             self.live_tx.send_replace(*live);
+            self.emit_ended(session_token, session);
         }
         match session.ended {
             Some(ended) if now.duration_since(ended.at) >= self.limits.retention => {
@@ -426,6 +517,37 @@ mod tests {
         assert_ne!(real, forged);
         assert_eq!(s.stop(&forged), Err(SessionError::UserNotFound));
         assert_eq!(s.stop("garbage"), Err(SessionError::UserNotFound));
+    }
+
+    #[test]
+    fn events_tell_joined_activated_deactivated() {
+        let s = sessions();
+        let mut events = s.subscribe_events();
+        let t = s.create(true).unwrap();
+        s.join(&t, Role::Customer, None).unwrap();
+        let controller = s.join(&t, Role::Controller, None).unwrap();
+        s.join(&t, Role::Agent, None).unwrap_err(); // full: no event
+        let stopped = s.exit(&controller.user_token).unwrap();
+        let got: Vec<SessionEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+        assert!(
+            matches!(&got[0], SessionEvent::Joined { user, .. } if user.role == Role::Customer)
+        );
+        assert!(
+            matches!(&got[1], SessionEvent::Joined { user, .. } if user.role == Role::Controller)
+        );
+        assert!(matches!(&got[2], SessionEvent::Activated { .. }));
+        assert_eq!(
+            got[3],
+            SessionEvent::Deactivated {
+                session: t.clone(),
+                times: stopped
+            }
+        );
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            s.user(&controller.user_token).unwrap(),
+            (t, 2, Role::Controller)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,11 +9,14 @@
 //!   stop) and the [`api::Role`] of a joined user.
 //! - [`error`]: the one error body every failure answers with
 //!   (`{"error":"<code>","message":"<text>"}`) and its stable codes.
+//! - [`bayeux`]: the Bayeux (CometD) message and the channel names of the
+//!   realtime side.
 //! - [`token`]: the shapes of session tokens and user tokens, so that both
 //!   the node and the proxy agree on what a well-formed token is and on how a
 //!   user token names its session.
 
 pub mod api;
+pub mod bayeux;
 pub mod error;
 pub mod names;
 pub mod token;

@@ -1,0 +1,631 @@
+//! The realtime channel: a Bayeux 1.0 (CometD) server.
+//!
+//! - this module: [`Bayeux`], the engine both transports share: the client
+//!   registry, meta channels (handshake, connect, subscribe, unsubscribe,
+//!   disconnect), per-client delivery queues, the session data channels, and
+//!   fan-out of session events (joined, activated, deactivated).
+//! - [`services`]: the `/service/session/*` channels, which call the same
+//!   session core as the REST resources ([`crate::sessions`]).
+//! - [`transport`]: long-polling (`POST <ctx>/cometd[/…]`) and WebSocket
+//!   (`GET <ctx>/cometd` with an upgrade), both thin around the engine.
+//!
+//! Delivery order: every message for a client goes through that client's one
+//! queue, under one lock, so a participant sees messages in the order the
+//! node accepted them. Long-polling delivers only on `/meta/connect` answers
+//! (two concurrent HTTP answers could otherwise overtake each other);
+//! WebSocket delivers as soon as a message is queued.
+
+pub mod services;
+pub mod transport;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{json, Value};
+use shared_types::bayeux::{
+    self, Message, LONG_POLLING, META_CONNECT, META_DISCONNECT, META_HANDSHAKE, META_SUBSCRIBE,
+    META_UNSUBSCRIBE, WEBSOCKET,
+};
+use shared_types::names::SESSION_SERVER;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::readiness::Readiness;
+use crate::sessions::{SessionEvent, Sessions};
+
+/// Timings and bounds of the Bayeux server.
+#[derive(Debug, Clone)]
+pub struct BayeuxConfig {
+    /// How long a `/meta/connect` is held when nothing is to be delivered.
+    pub timeout: Duration,
+    /// How long a client may go without a `/meta/connect` before it is
+    /// swept (a vanished browser tab).
+    pub max_interval: Duration,
+    /// Clients one node holds at most; more handshakes are refused.
+    pub max_clients: usize,
+    /// Messages waiting for one client at most; a client that lets more pile
+    /// up is dropped (it will get `402::Unknown client` and handshake again).
+    pub max_queue: usize,
+}
+
+impl Default for BayeuxConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_interval: Duration::from_secs(10),
+            max_clients: 100_000,
+            max_queue: 1_000,
+        }
+    }
+}
+
+/// Which transport a batch came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    LongPolling,
+    WebSocket,
+}
+
+/// A joined user, as a Bayeux client.
+#[derive(Debug, Clone)]
+pub(crate) struct Participant {
+    pub session: String,
+    pub user_id: u32,
+}
+
+#[derive(Debug)]
+struct Client {
+    queue: Vec<Message>,
+    notify: Arc<Notify>,
+    subscriptions: HashSet<String>,
+    participant: Option<Participant>,
+    last_seen: Instant,
+    /// A `/meta/connect` is being held (or a WebSocket is open).
+    held: bool,
+    /// Bumped by each `/meta/connect`, so an older held one returns at once.
+    connect_generation: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    clients: HashMap<String, Client>,
+    /// Session token → clients that joined it.
+    by_session: HashMap<String, HashSet<String>>,
+}
+
+impl Registry {
+    fn enqueue(&mut self, client_id: &str, message: Message, max_queue: usize) {
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return;
+        };
+        if client.queue.len() >= max_queue {
+            tracing::warn!(
+                client = client_id,
+                "delivery queue full: dropping the client"
+            );
+            self.remove(client_id);
+            return;
+        }
+        client.queue.push(message);
+        client.notify.notify_waiters();
+    }
+
+    fn remove(&mut self, client_id: &str) {
+        if let Some(client) = self.clients.remove(client_id) {
+            if let Some(p) = client.participant {
+                self.leave(&p.session, client_id);
+            }
+            client.notify.notify_waiters();
+        }
+    }
+
+    fn leave(&mut self, session: &str, client_id: &str) {
+        if let Some(members) = self.by_session.get_mut(session) {
+            members.remove(client_id);
+            if members.is_empty() {
+                self.by_session.remove(session);
+            }
+        }
+    }
+
+    /// Makes `client_id` a participant of `participant.session`.
+    pub(crate) fn join(&mut self, client_id: &str, participant: Participant) {
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return;
+        };
+        let previous = client.participant.replace(participant.clone());
+        if let Some(previous) = previous {
+            self.leave(&previous.session, client_id);
+        }
+        self.by_session
+            .entry(participant.session)
+            .or_default()
+            .insert(client_id.to_owned());
+    }
+
+    fn participant(&self, client_id: &str) -> Option<&Participant> {
+        self.clients.get(client_id)?.participant.as_ref()
+    }
+}
+
+/// What handling a batch produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Replies to send now.
+    pub replies: Vec<Message>,
+    /// A `/meta/connect` to answer later (held), if the batch had one.
+    pub connect: Option<HeldConnect>,
+    /// The batch handshook, created or joined a session: the answer should
+    /// carry the `gcbSessionServer` cookie.
+    pub stick: bool,
+    /// The client the batch spoke for, once known.
+    pub client_id: Option<String>,
+}
+
+/// A `/meta/connect` waiting for something to deliver or its timeout.
+#[derive(Debug)]
+pub struct HeldConnect {
+    pub client_id: String,
+    reply: Message,
+    generation: u64,
+    pub deadline: Instant,
+}
+
+/// The Bayeux server of this node.
+#[derive(Debug)]
+pub struct Bayeux {
+    config: BayeuxConfig,
+    registry: Mutex<Registry>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) readiness: Readiness,
+    pub(crate) node_name: String,
+}
+
+fn error_reply(message: &Message, error: &str) -> Message {
+    Message {
+        error: Some(error.to_owned()),
+        client_id: message.client_id.clone(),
+        ..message.reply(false)
+    }
+}
+
+fn unknown_client(message: &Message) -> Message {
+    Message {
+        advice: Some(json!({"reconnect": "handshake", "interval": 0})),
+        ..error_reply(message, "402::Unknown client")
+    }
+}
+
+impl Bayeux {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        readiness: Readiness,
+        node_name: String,
+        config: BayeuxConfig,
+    ) -> Self {
+        Self {
+            config,
+            registry: Mutex::new(Registry::default()),
+            sessions,
+            readiness,
+            node_name,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Registry> {
+        // See `Sessions::lock`: a poisoned registry is still usable.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn advice(&self) -> Value {
+        json!({
+            "reconnect": "retry",
+            "interval": 0,
+            "timeout": self.config.timeout.as_millis() as u64,
+        })
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.lock().clients.len()
+    }
+
+    /// Handles every message of a batch. A `/meta/connect` is not answered
+    /// here but handed back to be held by the transport.
+    pub fn handle(&self, batch: Vec<Message>, transport: Transport) -> Outcome {
+        let mut outcome = Outcome::default();
+        for message in batch {
+            if let Some(id) = &message.client_id {
+                outcome.client_id.get_or_insert_with(|| id.clone());
+            }
+            let reply = match message.channel.as_str() {
+                META_HANDSHAKE => {
+                    let reply = self.handshake(&message);
+                    if reply.successful == Some(true) {
+                        outcome.stick = true;
+                        outcome.client_id = reply.client_id.clone();
+                    }
+                    Some(reply)
+                }
+                META_CONNECT => match self.connect(&message, transport) {
+                    Ok(held) => {
+                        outcome.connect = Some(held);
+                        None
+                    }
+                    Err(reply) => Some(*reply),
+                },
+                META_SUBSCRIBE => Some(self.subscribe(&message, true)),
+                META_UNSUBSCRIBE => Some(self.subscribe(&message, false)),
+                META_DISCONNECT => Some(self.disconnect(&message)),
+                "" => Some(error_reply(&message, "400::channel missing")),
+                channel if channel.starts_with("/meta/") => {
+                    Some(error_reply(&message, "400::unknown meta channel"))
+                }
+                channel if channel.starts_with("/service/") => {
+                    let (reply, stick) = services::handle(self, &message);
+                    outcome.stick |= stick;
+                    Some(reply)
+                }
+                _ => Some(self.publish(&message)),
+            };
+            outcome.replies.extend(reply);
+        }
+        outcome
+    }
+
+    fn handshake(&self, message: &Message) -> Message {
+        if message
+            .version
+            .as_deref()
+            .is_some_and(|v| !v.starts_with('1'))
+        {
+            return error_reply(message, "400::unsupported version");
+        }
+        let offered = message.supported_connection_types.as_deref().unwrap_or(&[]);
+        if !offered.iter().any(|t| t == WEBSOCKET || t == LONG_POLLING) {
+            return Message {
+                supported_connection_types: Some(vec![WEBSOCKET.into(), LONG_POLLING.into()]),
+                ..error_reply(message, "400::no supported connection type")
+            };
+        }
+        let mut registry = self.lock();
+        if registry.clients.len() >= self.config.max_clients {
+            return error_reply(message, "503::too many clients");
+        }
+        let client_id = format!("{:032x}", rand::rng().random::<u128>());
+        registry.clients.insert(
+            client_id.clone(),
+            Client {
+                queue: Vec::new(),
+                notify: Arc::new(Notify::new()),
+                subscriptions: HashSet::new(),
+                participant: None,
+                last_seen: Instant::now(),
+                held: false,
+                connect_generation: 0,
+            },
+        );
+        Message {
+            client_id: Some(client_id),
+            version: Some("1.0".into()),
+            supported_connection_types: Some(vec![WEBSOCKET.into(), LONG_POLLING.into()]),
+            advice: Some(self.advice()),
+            ext: Some(json!({ SESSION_SERVER: self.node_name })),
+            ..message.reply(true)
+        }
+    }
+
+    fn connect(
+        &self,
+        message: &Message,
+        transport: Transport,
+    ) -> Result<HeldConnect, Box<Message>> {
+        let Some(client_id) = message.client_id.as_deref() else {
+            return Err(Box::new(unknown_client(message)));
+        };
+        let expected = match transport {
+            Transport::LongPolling => LONG_POLLING,
+            Transport::WebSocket => WEBSOCKET,
+        };
+        if message
+            .connection_type
+            .as_deref()
+            .is_some_and(|t| t != expected)
+        {
+            return Err(Box::new(error_reply(
+                message,
+                "400::connection type does not match the transport",
+            )));
+        }
+        let mut registry = self.lock();
+        let Some(client) = registry.clients.get_mut(client_id) else {
+            return Err(Box::new(unknown_client(message)));
+        };
+        client.held = true;
+        client.last_seen = Instant::now();
+        client.connect_generation += 1;
+        // Release an older connect of the same client still being held.
+        client.notify.notify_waiters();
+        let touch = client.participant.as_ref().map(|p| p.session.clone());
+        let generation = client.connect_generation;
+        drop(registry);
+        if let Some(session) = touch {
+            // A connected participant keeps its session from idling out.
+            let _ = self.sessions.touch(&session);
+        }
+        // The first connect (advice timeout 0) is answered at once.
+        let wants_wait = message
+            .advice
+            .as_ref()
+            .and_then(|a| a.get("timeout"))
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis)
+            .unwrap_or(self.config.timeout)
+            .min(self.config.timeout);
+        Ok(HeldConnect {
+            client_id: client_id.to_owned(),
+            reply: Message {
+                client_id: Some(client_id.to_owned()),
+                advice: Some(self.advice()),
+                ..message.reply(true)
+            },
+            generation,
+            deadline: Instant::now() + wants_wait,
+        })
+    }
+
+    /// Long-polling: waits until something can be delivered to the client, a
+    /// newer connect replaces this one, or the deadline; then answers with the
+    /// queued messages followed by the connect reply.
+    pub async fn hold(&self, held: HeldConnect) -> Vec<Message> {
+        let Some(notify) = self
+            .lock()
+            .clients
+            .get(&held.client_id)
+            .map(|c| Arc::clone(&c.notify))
+        else {
+            return vec![unknown_client(&held.reply)];
+        };
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let registry = self.lock();
+                match registry.clients.get(&held.client_id) {
+                    None => break,
+                    Some(c) if !c.queue.is_empty() || c.connect_generation != held.generation => {
+                        break
+                    }
+                    Some(_) => {}
+                }
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(held.deadline) => break,
+            }
+        }
+        self.finish_connect(held)
+    }
+
+    /// Answers a held connect now: the queued messages, then the reply.
+    pub fn finish_connect(&self, held: HeldConnect) -> Vec<Message> {
+        let mut registry = self.lock();
+        let Some(client) = registry.clients.get_mut(&held.client_id) else {
+            return vec![unknown_client(&held.reply)];
+        };
+        let mut out = Vec::new();
+        if client.connect_generation == held.generation {
+            out = std::mem::take(&mut client.queue);
+            client.held = false;
+            client.last_seen = Instant::now();
+        }
+        out.push(held.reply);
+        out
+    }
+
+    /// Takes whatever is queued for a client (WebSocket delivers at once).
+    pub fn drain_queue(&self, client_id: &str) -> Vec<Message> {
+        self.lock()
+            .clients
+            .get_mut(client_id)
+            .map(|c| std::mem::take(&mut c.queue))
+            .unwrap_or_default()
+    }
+
+    /// The client's wake-up handle, if it exists.
+    pub fn notifier(&self, client_id: &str) -> Option<Arc<Notify>> {
+        self.lock()
+            .clients
+            .get(client_id)
+            .map(|c| Arc::clone(&c.notify))
+    }
+
+    /// A WebSocket carrying this client opened or closed: an open socket
+    /// counts as a held connect for the sweeper.
+    pub fn set_attached(&self, client_id: &str, attached: bool) {
+        if let Some(client) = self.lock().clients.get_mut(client_id) {
+            client.held = attached;
+            client.last_seen = Instant::now();
+        }
+    }
+
+    fn subscribe(&self, message: &Message, subscribe: bool) -> Message {
+        let Some(client_id) = message.client_id.as_deref() else {
+            return unknown_client(message);
+        };
+        let channels: Vec<String> = match &message.subscription {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => return error_reply(message, "400::subscription missing"),
+        };
+        let mut registry = self.lock();
+        let participant = registry.participant(client_id).cloned();
+        let Some(client) = registry.clients.get_mut(client_id) else {
+            return unknown_client(message);
+        };
+        for channel in &channels {
+            if channel.starts_with("/service/") {
+                continue; // service channels are delivered without subscribing
+            }
+            let allowed = bayeux::session_of_data_channel(channel)
+                .is_some_and(|s| participant.as_ref().is_some_and(|p| p.session == s));
+            if subscribe && !allowed {
+                tracing::warn!(client = client_id, channel, "subscription denied");
+                return Message {
+                    subscription: message.subscription.clone(),
+                    ..error_reply(
+                        message,
+                        "403::subscription denied: not a participant of this session",
+                    )
+                };
+            }
+            if subscribe {
+                client.subscriptions.insert(channel.clone());
+            } else {
+                client.subscriptions.remove(channel);
+            }
+        }
+        Message {
+            client_id: Some(client_id.to_owned()),
+            subscription: message.subscription.clone(),
+            ..message.reply(true)
+        }
+    }
+
+    fn disconnect(&self, message: &Message) -> Message {
+        let Some(client_id) = message.client_id.as_deref() else {
+            return unknown_client(message);
+        };
+        let mut registry = self.lock();
+        if !registry.clients.contains_key(client_id) {
+            return unknown_client(message);
+        }
+        registry.remove(client_id);
+        Message {
+            client_id: Some(client_id.to_owned()),
+            ..message.reply(true)
+        }
+    }
+
+    /// A publish to a broadcast channel: only a session's data channel, only
+    /// by its participants, delivered to every other subscribed participant.
+    fn publish(&self, message: &Message) -> Message {
+        let Some(client_id) = message.client_id.as_deref() else {
+            return unknown_client(message);
+        };
+        let mut registry = self.lock();
+        if !registry.clients.contains_key(client_id) {
+            return unknown_client(message);
+        }
+        let Some(session) = bayeux::session_of_data_channel(&message.channel) else {
+            tracing::warn!(client = client_id, channel = %message.channel, "publish denied: unknown channel");
+            return error_reply(message, "403::publish denied: unknown channel");
+        };
+        if registry
+            .participant(client_id)
+            .is_none_or(|p| p.session != session)
+        {
+            tracing::warn!(client = client_id, channel = %message.channel, "publish denied: not a participant");
+            return error_reply(
+                message,
+                "403::publish denied: not a participant of this session",
+            );
+        }
+        if let Err(e) = self.sessions.touch(session) {
+            return error_reply(message, services::error_string(e));
+        }
+        let delivery = Message::delivery(
+            message.channel.clone(),
+            message.data.clone().unwrap_or(Value::Null),
+        );
+        let recipients: Vec<String> = registry
+            .by_session
+            .get(session)
+            .into_iter()
+            .flatten()
+            .filter(|id| id.as_str() != client_id)
+            .filter(|id| {
+                registry
+                    .clients
+                    .get(id.as_str())
+                    .is_some_and(|c| c.subscriptions.contains(&message.channel))
+            })
+            .cloned()
+            .collect();
+        for id in recipients {
+            registry.enqueue(&id, delivery.clone(), self.config.max_queue);
+        }
+        Message {
+            client_id: Some(client_id.to_owned()),
+            ..message.reply(true)
+        }
+    }
+
+    /// Tells a session's participants what happened to it.
+    pub fn on_event(&self, event: &SessionEvent) {
+        let (session, channel, data, skip_user) = match event {
+            SessionEvent::Joined { session, user } => (
+                session,
+                bayeux::SERVICE_JOINED,
+                json!(user),
+                Some(user.user_id),
+            ),
+            SessionEvent::Activated {
+                session,
+                activation_time,
+            } => (
+                session,
+                bayeux::SERVICE_ACTIVATED,
+                json!({ "activationTime": activation_time }),
+                None,
+            ),
+            SessionEvent::Deactivated { session, times } => {
+                (session, bayeux::SERVICE_DEACTIVATED, json!(times), None)
+            }
+        };
+        let mut registry = self.lock();
+        let recipients: Vec<String> = registry
+            .by_session
+            .get(session)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                registry
+                    .participant(id)
+                    .is_some_and(|p| Some(p.user_id) != skip_user)
+            })
+            .cloned()
+            .collect();
+        let delivery = Message::delivery(channel, data);
+        for id in recipients {
+            registry.enqueue(&id, delivery.clone(), self.config.max_queue);
+        }
+    }
+
+    /// Forgets clients that have not connected for `max_interval`.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut registry = self.lock();
+        let gone: Vec<String> = registry
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.held && now.duration_since(c.last_seen) > self.config.max_interval)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            tracing::debug!(client = %id, "sweeping a vanished client");
+            registry.remove(id);
+        }
+        gone.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

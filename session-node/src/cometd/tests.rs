@@ -1,0 +1,699 @@
+//! Protocol tests of the Bayeux engine and both transports.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shared_types::bayeux::*;
+
+use super::*;
+use crate::sessions::SessionLimits;
+
+fn engine() -> Bayeux {
+    Bayeux::new(
+        Arc::new(Sessions::new(SessionLimits::default())),
+        Readiness::default(),
+        "node-9".into(),
+        BayeuxConfig::default(),
+    )
+}
+
+fn msg(value: Value) -> Message {
+    serde_json::from_value(value).unwrap()
+}
+
+fn one(bayeux: &Bayeux, value: Value) -> Message {
+    let mut outcome = bayeux.handle(vec![msg(value)], Transport::LongPolling);
+    assert!(outcome.connect.is_none());
+    assert_eq!(outcome.replies.len(), 1);
+    outcome.replies.remove(0)
+}
+
+fn handshake(bayeux: &Bayeux) -> String {
+    let reply = one(
+        bayeux,
+        json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "1"}),
+    );
+    assert_eq!(reply.successful, Some(true), "{reply:?}");
+    reply.client_id.unwrap()
+}
+
+fn service(bayeux: &Bayeux, client: &str, channel: &str, data: Value) -> Message {
+    one(
+        bayeux,
+        json!({"channel": channel, "clientId": client, "data": data, "id": "s"}),
+    )
+}
+
+/// Creates a session and joins `roles` to it, each as its own client, all
+/// subscribed to the data channel. Returns the token and (client, userToken)s.
+fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>) {
+    let creator = handshake(bayeux);
+    let created = service(bayeux, &creator, SERVICE_CREATE, json!({}));
+    let token = created.data.unwrap()["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut users = Vec::new();
+    for role in roles {
+        let client = handshake(bayeux);
+        let joined = service(
+            bayeux,
+            &client,
+            SERVICE_JOIN,
+            json!({"sessionToken": token, "role": role}),
+        );
+        assert_eq!(joined.successful, Some(true), "{joined:?}");
+        let user_token = joined.data.unwrap()["userToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sub = one(
+            bayeux,
+            json!({"channel": META_SUBSCRIBE, "clientId": client, "subscription": session_data_channel(&token)}),
+        );
+        assert_eq!(sub.successful, Some(true), "{sub:?}");
+        users.push((client, user_token));
+    }
+    (token, users)
+}
+
+fn deliver_events(bayeux: &Bayeux, events: &mut tokio::sync::broadcast::Receiver<SessionEvent>) {
+    while let Ok(event) = events.try_recv() {
+        bayeux.on_event(&event);
+    }
+}
+
+#[test]
+fn handshake_answers_client_id_advice_and_node() {
+    let bayeux = engine();
+    let reply = one(
+        &bayeux,
+        json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["websocket", "long-polling"], "id": "1"}),
+    );
+    assert_eq!(reply.successful, Some(true));
+    assert_eq!(reply.id, Some(json!("1")));
+    assert_eq!(reply.client_id.as_ref().unwrap().len(), 32);
+    assert_eq!(reply.version.as_deref(), Some("1.0"));
+    assert_eq!(reply.advice.as_ref().unwrap()["reconnect"], "retry");
+    assert_eq!(reply.advice.as_ref().unwrap()["timeout"], 30_000);
+    assert_eq!(reply.ext.unwrap()["gcbSessionServer"], "node-9");
+    assert_eq!(bayeux.client_count(), 1);
+}
+
+#[test]
+fn handshake_without_a_known_transport_fails() {
+    let bayeux = engine();
+    let reply = one(
+        &bayeux,
+        json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["carrier-pigeon"]}),
+    );
+    assert_eq!(reply.successful, Some(false));
+    assert!(reply.error.unwrap().starts_with("400::"));
+    assert!(reply
+        .supported_connection_types
+        .unwrap()
+        .contains(&"websocket".to_owned()));
+}
+
+#[test]
+fn unknown_clients_are_told_to_handshake() {
+    let bayeux = engine();
+    for channel in [
+        META_CONNECT,
+        META_SUBSCRIBE,
+        META_UNSUBSCRIBE,
+        META_DISCONNECT,
+        SERVICE_CREATE,
+        "/session/123456789/data",
+    ] {
+        let mut outcome = bayeux.handle(
+            vec![msg(json!({"channel": channel, "clientId": "nope", "subscription": "/x", "connectionType": "long-polling"}))],
+            Transport::LongPolling,
+        );
+        let reply = outcome.replies.pop().unwrap();
+        assert_eq!(reply.successful, Some(false), "{channel}");
+        assert_eq!(
+            reply.error.as_deref(),
+            Some("402::Unknown client"),
+            "{channel}"
+        );
+        assert_eq!(reply.advice.unwrap()["reconnect"], "handshake", "{channel}");
+    }
+}
+
+#[test]
+fn malformed_messages_get_400s() {
+    let bayeux = engine();
+    let client = handshake(&bayeux);
+    for (message, prefix) in [
+        (json!({"clientId": client}), "400::channel missing"),
+        (
+            json!({"channel": "/meta/bogus", "clientId": client}),
+            "400::unknown meta channel",
+        ),
+        (
+            json!({"channel": META_SUBSCRIBE, "clientId": client}),
+            "400::subscription missing",
+        ),
+        (
+            json!({"channel": SERVICE_JOIN, "clientId": client, "data": {"role": 1}}),
+            "400::",
+        ),
+        (
+            json!({"channel": SERVICE_JOIN, "clientId": client, "data": {"sessionToken": "1", "role": 7}}),
+            "400::",
+        ),
+        (
+            json!({"channel": "/service/nope", "clientId": client}),
+            "404::",
+        ),
+    ] {
+        let reply = one(&bayeux, message.clone());
+        assert_eq!(reply.successful, Some(false), "{message}");
+        assert!(
+            reply.error.as_deref().unwrap().starts_with(prefix),
+            "{message}: {reply:?}"
+        );
+    }
+}
+
+#[test]
+fn services_share_the_session_rules() {
+    let bayeux = engine();
+    let (token, users) = session_with(&bayeux, &[1, 3]);
+    let (_, customer_token) = &users[0];
+    let (controller, controller_token) = &users[1];
+    assert_eq!(bayeux.sessions.live_count(), 1);
+
+    let refused = service(
+        &bayeux,
+        controller,
+        SERVICE_STOP,
+        json!({"userToken": customer_token}),
+    );
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("403::only the controller may stop the session")
+    );
+    let stopped = service(
+        &bayeux,
+        controller,
+        SERVICE_STOP,
+        json!({"userToken": controller_token}),
+    );
+    assert_eq!(stopped.successful, Some(true));
+    assert!(stopped.data.unwrap()["deactivationTime"].is_u64());
+    let late = service(
+        &bayeux,
+        controller,
+        SERVICE_JOIN,
+        json!({"sessionToken": token, "role": 2}),
+    );
+    assert_eq!(late.error.as_deref(), Some("410::session ended"));
+    let unknown = service(
+        &bayeux,
+        controller,
+        SERVICE_JOIN,
+        json!({"sessionToken": "000000000", "role": 2}),
+    );
+    assert_eq!(unknown.error.as_deref(), Some("404::session not found"));
+}
+
+#[test]
+fn exit_ends_the_session() {
+    let bayeux = engine();
+    let (_, users) = session_with(&bayeux, &[1, 2]);
+    let exited = service(
+        &bayeux,
+        &users[1].0,
+        SERVICE_EXIT,
+        json!({"userToken": users[1].1}),
+    );
+    assert_eq!(exited.successful, Some(true));
+    assert_eq!(bayeux.sessions.live_count(), 0);
+}
+
+#[test]
+fn draining_nodes_refuse_create() {
+    let bayeux = engine();
+    bayeux.readiness.start_draining();
+    let client = handshake(&bayeux);
+    let reply = service(&bayeux, &client, SERVICE_CREATE, json!({}));
+    assert_eq!(reply.error.as_deref(), Some("503::node draining"));
+}
+
+#[test]
+fn only_participants_subscribe_or_publish_to_a_session() {
+    let bayeux = engine();
+    let (token, _users) = session_with(&bayeux, &[1, 2]);
+    let (other_token, _) = session_with(&bayeux, &[1]);
+    let outsider = handshake(&bayeux);
+    let channel = session_data_channel(&token);
+    let denied = one(
+        &bayeux,
+        json!({"channel": META_SUBSCRIBE, "clientId": outsider, "subscription": channel}),
+    );
+    assert!(denied.error.unwrap().starts_with("403::"));
+    let denied = one(
+        &bayeux,
+        json!({"channel": channel, "clientId": outsider, "data": {"x": 1}}),
+    );
+    assert!(denied.error.unwrap().starts_with("403::"));
+    let elsewhere = one(
+        &bayeux,
+        json!({"channel": "/chat/lobby", "clientId": outsider, "data": {}}),
+    );
+    assert!(elsewhere.error.unwrap().starts_with("403::"));
+    let wildcard = one(
+        &bayeux,
+        json!({"channel": META_SUBSCRIBE, "clientId": outsider, "subscription": "/session/**"}),
+    );
+    assert!(wildcard.error.unwrap().starts_with("403::"));
+    // Joined to another session does not open this one.
+    let (other_client, _) = {
+        let c = handshake(&bayeux);
+        service(
+            &bayeux,
+            &c,
+            SERVICE_JOIN,
+            json!({"sessionToken": other_token, "role": 2}),
+        );
+        (c, ())
+    };
+    let denied = one(
+        &bayeux,
+        json!({"channel": META_SUBSCRIBE, "clientId": other_client, "subscription": channel}),
+    );
+    assert!(denied.error.unwrap().starts_with("403::"));
+    // Service channels need no subscription and are accepted.
+    let ok = one(
+        &bayeux,
+        json!({"channel": META_SUBSCRIBE, "clientId": outsider, "subscription": SERVICE_JOINED}),
+    );
+    assert_eq!(ok.successful, Some(true));
+}
+
+#[test]
+fn data_reaches_every_other_participant_in_order() {
+    let bayeux = engine();
+    let (token, users) = session_with(&bayeux, &[1, 2, 3]);
+    let channel = session_data_channel(&token);
+    for i in 0..5 {
+        let reply = one(
+            &bayeux,
+            json!({"channel": channel, "clientId": users[0].0, "data": {"seq": i}}),
+        );
+        assert_eq!(reply.successful, Some(true));
+    }
+    assert!(
+        bayeux
+            .drain_queue(&users[0].0)
+            .iter()
+            .all(|m| m.channel != channel),
+        "not echoed"
+    );
+    for (client, _) in &users[1..] {
+        let got: Vec<i64> = bayeux
+            .drain_queue(client)
+            .into_iter()
+            .filter(|m| m.channel == channel)
+            .map(|m| m.data.unwrap()["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+    let unsub = one(
+        &bayeux,
+        json!({"channel": META_UNSUBSCRIBE, "clientId": users[1].0, "subscription": channel}),
+    );
+    assert_eq!(unsub.successful, Some(true));
+    one(
+        &bayeux,
+        json!({"channel": channel, "clientId": users[0].0, "data": {"seq": 5}}),
+    );
+    assert!(bayeux.drain_queue(&users[1].0).is_empty());
+    assert_eq!(bayeux.drain_queue(&users[2].0).len(), 1);
+}
+
+#[test]
+fn events_reach_participants_whatever_caused_them() {
+    let bayeux = engine();
+    let mut events = bayeux.sessions.subscribe_events();
+    let (token, users) = session_with(&bayeux, &[1]);
+    deliver_events(&bayeux, &mut events);
+    assert!(
+        bayeux.drain_queue(&users[0].0).is_empty(),
+        "no news of oneself"
+    );
+
+    // An agent joins over REST (the session core directly): the customer hears.
+    let agent = bayeux
+        .sessions
+        .join(&token, Role::Controller, Some("Ann".into()))
+        .unwrap();
+    deliver_events(&bayeux, &mut events);
+    let got = bayeux.drain_queue(&users[0].0);
+    assert_eq!(got[0].channel, SERVICE_JOINED);
+    assert_eq!(got[0].data.as_ref().unwrap()["name"], "Ann");
+    assert_eq!(got[1].channel, SERVICE_ACTIVATED);
+    assert!(got[1].data.as_ref().unwrap()["activationTime"].is_u64());
+
+    // A REST stop deactivates the CometD participants too.
+    bayeux.sessions.stop(&agent.user_token).unwrap();
+    deliver_events(&bayeux, &mut events);
+    let got = bayeux.drain_queue(&users[0].0);
+    assert_eq!(got[0].channel, SERVICE_DEACTIVATED);
+    assert!(got[0].data.as_ref().unwrap()["deactivationTime"].is_u64());
+}
+
+use shared_types::api::Role;
+
+#[tokio::test(start_paused = true)]
+async fn connect_is_held_until_a_message_or_the_timeout() {
+    let bayeux = Arc::new(engine());
+    let (token, users) = session_with(&bayeux, &[1, 2]);
+    let agent = users[1].0.clone();
+
+    // First connect (advice timeout 0) answers at once.
+    let outcome = bayeux.handle(
+        vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "advice": {"timeout": 0}, "id": "c1"}))],
+        Transport::LongPolling,
+    );
+    let answer = bayeux.hold(outcome.connect.unwrap()).await;
+    assert_eq!(answer.last().unwrap().channel, META_CONNECT);
+
+    // Next connect waits; a publish wakes it with the message first.
+    let outcome = bayeux.handle(
+        vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "id": "c2"}))],
+        Transport::LongPolling,
+    );
+    let waiter = tokio::spawn({
+        let bayeux = Arc::clone(&bayeux);
+        let held = outcome.connect.unwrap();
+        async move { bayeux.hold(held).await }
+    });
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(!waiter.is_finished());
+    one(
+        &bayeux,
+        json!({"channel": session_data_channel(&token), "clientId": users[0].0, "data": "hi"}),
+    );
+    let answer = waiter.await.unwrap();
+    assert_eq!(answer[0].data, Some(json!("hi")));
+    assert_eq!(answer[1].channel, META_CONNECT);
+    assert_eq!(answer[1].successful, Some(true));
+
+    // With nothing to deliver, the connect answers at the advised timeout.
+    let outcome = bayeux.handle(
+        vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "id": "c3"}))],
+        Transport::LongPolling,
+    );
+    let started = tokio::time::Instant::now();
+    let answer = bayeux.hold(outcome.connect.unwrap()).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+    assert_eq!(answer.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_connect_releases_the_older_one() {
+    let bayeux = Arc::new(engine());
+    let client = handshake(&bayeux);
+    let connect = |id: &str| {
+        bayeux
+            .handle(
+                vec![msg(json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling", "id": id}))],
+                Transport::LongPolling,
+            )
+            .connect
+            .unwrap()
+    };
+    let first = connect("1");
+    let waiter = tokio::spawn({
+        let bayeux = Arc::clone(&bayeux);
+        async move { bayeux.hold(first).await }
+    });
+    tokio::task::yield_now().await;
+    let _second = connect("2");
+    let answer = waiter.await.unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].id, Some(json!("1")));
+}
+
+#[test]
+fn the_wrong_connection_type_is_refused() {
+    let bayeux = engine();
+    let client = handshake(&bayeux);
+    let outcome = bayeux.handle(
+        vec![msg(
+            json!({"channel": META_CONNECT, "clientId": client, "connectionType": "websocket"}),
+        )],
+        Transport::LongPolling,
+    );
+    assert!(outcome.replies[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("400::"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_clients_are_swept_and_disconnect_forgets() {
+    let bayeux = engine();
+    let silent = handshake(&bayeux);
+    let leaving = handshake(&bayeux);
+    let reply = one(
+        &bayeux,
+        json!({"channel": META_DISCONNECT, "clientId": leaving}),
+    );
+    assert_eq!(reply.successful, Some(true));
+    assert_eq!(bayeux.client_count(), 1);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(bayeux.sweep(), 0);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(bayeux.sweep(), 1);
+    let reply = one(
+        &bayeux,
+        json!({"channel": META_SUBSCRIBE, "clientId": silent, "subscription": "/x"}),
+    );
+    assert_eq!(reply.error.as_deref(), Some("402::Unknown client"));
+}
+
+mod over_http {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::{app, AppState};
+    use crate::config::Config;
+
+    async fn post(
+        state: &AppState,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = app(state.clone())
+            .oneshot(
+                Request::post(path)
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn long_polling_handshake_sets_the_cookie() {
+        let state = AppState::new(&Config::default()).unwrap();
+        let (status, headers, body) = post(
+            &state,
+            "/cobrowse/cometd/handshake",
+            "application/json;charset=UTF-8",
+            r#"[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"],"id":"1"}]"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body[0]["successful"], true);
+        assert!(headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("gcbSessionServer=node-1"));
+        let client = body[0]["clientId"].as_str().unwrap();
+        let (_, headers, body) = post(
+            &state,
+            "/cobrowse/cometd/connect",
+            "application/json",
+            &json!([{"channel": "/meta/connect", "clientId": client, "connectionType": "long-polling", "advice": {"timeout": 0}}]).to_string(),
+        )
+        .await;
+        assert_eq!(body[0]["successful"], true);
+        assert!(headers.get(header::SET_COOKIE).is_none());
+    }
+
+    #[tokio::test]
+    async fn bad_long_polling_bodies_get_json_errors() {
+        let state = AppState::new(&Config::default()).unwrap();
+        let (status, _, body) = post(&state, "/cobrowse/cometd", "text/plain", "[]").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("unsupported_media_type")
+            )
+        );
+        let (status, _, body) = post(&state, "/cobrowse/cometd", "application/json", "{nope").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_json"))
+        );
+        let big = format!(
+            "[{{\"channel\":\"/x\",\"data\":\"{}\"}}]",
+            "a".repeat(MAX_BATCH_BYTES_FOR_TEST)
+        );
+        let (status, _, _) = post(&state, "/cobrowse/cometd", "application/json", &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    const MAX_BATCH_BYTES_FOR_TEST: usize = crate::cometd::transport::MAX_BATCH_BYTES;
+
+    #[tokio::test]
+    async fn a_plain_get_is_told_to_upgrade() {
+        let state = AppState::new(&Config::default()).unwrap();
+        let response = app(state)
+            .oneshot(
+                Request::get("/cobrowse/cometd")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+mod over_websocket {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+
+    use super::*;
+    use crate::config::Config;
+
+    async fn start() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config {
+            bayeux: BayeuxConfig {
+                timeout: Duration::from_millis(300),
+                ..BayeuxConfig::default()
+            },
+            ..Config::default()
+        };
+        tokio::spawn(crate::serve(listener, config, std::future::pending()));
+        addr
+    }
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn exchange(socket: &mut Socket, batch: Value) -> Vec<Value> {
+        socket.send(Frame::text(batch.to_string())).await.unwrap();
+        receive(socket).await
+    }
+
+    async fn receive(socket: &mut Socket) -> Vec<Value> {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(frame.to_text().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_session_over_websocket() {
+        let addr = start().await;
+        let url = format!("ws://{addr}/cobrowse/cometd");
+        let (mut customer, response) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        assert!(response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("gcbSessionServer=node-1"));
+        let (mut agent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+        let hs = json!([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}]);
+        let c = exchange(&mut customer, hs.clone()).await[0]["clientId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let a = exchange(&mut agent, hs).await[0]["clientId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let created = exchange(
+            &mut customer,
+            json!([{"channel": SERVICE_CREATE, "clientId": c, "data": {}}]),
+        )
+        .await;
+        let token = created[0]["data"]["sessionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let channel = session_data_channel(&token);
+        exchange(&mut customer, json!([{"channel": SERVICE_JOIN, "clientId": c, "data": {"sessionToken": token, "role": 1}}])).await;
+        let joined = exchange(&mut agent, json!([
+            {"channel": SERVICE_JOIN, "clientId": a, "data": {"sessionToken": token, "role": 2}},
+            {"channel": META_SUBSCRIBE, "clientId": a, "subscription": channel},
+        ]))
+        .await;
+        assert_eq!(joined[0]["successful"], true, "{joined:?}");
+        assert_eq!(joined[1]["successful"], true, "{joined:?}");
+
+        // The customer hears of the agent without asking.
+        let mut heard = Vec::new();
+        while heard.len() < 2 {
+            heard.extend(receive(&mut customer).await);
+        }
+        assert_eq!(heard[0]["channel"], SERVICE_JOINED);
+        assert_eq!(heard[1]["channel"], SERVICE_ACTIVATED);
+
+        // A connect is held (300 ms here) while data flows past it.
+        customer
+            .send(Frame::text(
+                json!([{"channel": META_CONNECT, "clientId": c, "connectionType": "websocket"}])
+                    .to_string(),
+            ))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let ack = exchange(
+                &mut customer,
+                json!([{"channel": channel, "clientId": c, "data": {"seq": i}}]),
+            )
+            .await;
+            assert_eq!(ack[0]["successful"], true);
+        }
+        let mut seqs = Vec::new();
+        while seqs.len() < 3 {
+            for m in receive(&mut agent).await {
+                if m["channel"] == channel.as_str() {
+                    seqs.push(m["data"]["seq"].as_i64().unwrap());
+                }
+            }
+        }
+        assert_eq!(seqs, vec![0, 1, 2]);
+        let connect_reply = receive(&mut customer).await;
+        assert_eq!(connect_reply[0]["channel"], META_CONNECT);
+        assert_eq!(connect_reply[0]["successful"], true);
+    }
+}

@@ -1,0 +1,176 @@
+//! The two Bayeux transports, thin around [`Bayeux`]: they parse batches,
+//! hand them to the engine, hold `/meta/connect`, and write answers back.
+//!
+//! - long-polling: `POST <ctx>/cometd` (and `<ctx>/cometd/<type>`, which the
+//!   CometD client uses when it appends the message type to the URL);
+//! - WebSocket: `GET <ctx>/cometd` with an upgrade; each text frame is a batch.
+//!
+//! Both answer with the `gcbSessionServer` cookie and header when the batch
+//! handshook, created or joined a session (for WebSocket, on the upgrade
+//! answer), so the client's next requests stick to this node.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shared_types::bayeux::{self, Message};
+use tokio::sync::Notify;
+
+use super::{Bayeux, HeldConnect, Transport};
+use crate::api::AppState;
+use crate::error::ApiError;
+
+/// Largest Bayeux batch accepted on either transport (page content travels
+/// in these), in bytes.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// `POST <ctx>/cometd[/…]`: one long-polling request.
+pub async fn long_polling(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: MAX_BATCH_BYTES,
+            }
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let batch = bayeux::parse_batch(&body)
+        .map_err(|e| ApiError::InvalidJson(format!("not a Bayeux batch: {e}")))?;
+    let outcome = state.bayeux.handle(batch, Transport::LongPolling);
+    let mut answer = outcome.replies;
+    if let Some(held) = outcome.connect {
+        answer.extend(state.bayeux.hold(held).await);
+    }
+    let mut response = Json(answer).into_response();
+    if outcome.stick {
+        state.stickiness.apply(response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// `GET <ctx>/cometd` with `Upgrade: websocket`.
+pub async fn websocket(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return ApiError::BadRequest(
+            "the Bayeux endpoint takes a WebSocket upgrade (GET) or a long-polling POST".into(),
+        )
+        .into_response();
+    };
+    let bayeux = Arc::clone(&state.bayeux);
+    let mut response = upgrade
+        .max_message_size(MAX_BATCH_BYTES)
+        .on_upgrade(move |socket| serve_socket(bayeux, socket));
+    state.stickiness.apply(response.headers_mut());
+    response
+}
+
+/// One WebSocket: batches in, replies and deliveries out, the connect held.
+async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
+    let mut client: Option<String> = None;
+    let mut notify: Option<Arc<Notify>> = None;
+    let mut pending: Option<HeldConnect> = None;
+    loop {
+        // Register for wake-ups before looking at the queue, so a message
+        // queued in between still wakes us.
+        let wake = notify.clone();
+        let notified = async move {
+            match wake {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(notified);
+        if let Some(id) = &client {
+            let queued = bayeux.drain_queue(id);
+            if !queued.is_empty() && send(&mut socket, &queued).await.is_err() {
+                break;
+            }
+        }
+        let deadline = pending.as_ref().map(|h| h.deadline);
+        let connect_due = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(WsMessage::Text(text))) => text,
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let error = [Message { successful: Some(false), error: Some("400::binary frames are not Bayeux".into()), ..Message::default() }];
+                        if send(&mut socket, &error).await.is_err() { break; }
+                        continue;
+                    }
+                    Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
+                };
+                let batch = match bayeux::parse_batch(text.as_bytes()) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let error = [Message { successful: Some(false), error: Some(format!("400::not a Bayeux batch: {e}")), ..Message::default() }];
+                        if send(&mut socket, &error).await.is_err() { break; }
+                        continue;
+                    }
+                };
+                let outcome = bayeux.handle(batch, Transport::WebSocket);
+                if client.is_none() {
+                    if let Some(id) = outcome.client_id.clone() {
+                        notify = bayeux.notifier(&id);
+                        if notify.is_some() {
+                            bayeux.set_attached(&id, true);
+                            client = Some(id);
+                        }
+                    }
+                }
+                let mut answer = outcome.replies;
+                if let Some(held) = outcome.connect {
+                    if let Some(older) = pending.replace(held) {
+                        answer.extend(bayeux.finish_connect(older));
+                    }
+                }
+                if !answer.is_empty() && send(&mut socket, &answer).await.is_err() {
+                    break;
+                }
+            }
+            () = &mut notified => {}
+            () = connect_due => {
+                if let Some(held) = pending.take() {
+                    let answer = bayeux.finish_connect(held);
+                    if send(&mut socket, &answer).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(id) = client {
+        bayeux.set_attached(&id, false);
+    }
+}
+
+async fn send(socket: &mut WebSocket, messages: &[Message]) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(messages).unwrap_or_else(|_| "[]".to_owned());
+    socket.send(WsMessage::Text(text.into())).await
+}
