@@ -104,6 +104,12 @@ pub fn app(state: AppState) -> Router {
                 .get(transport::websocket)
                 .options(preflight),
         )
+        // The CometD client appends the message type to the URL
+        // (`/cometd/connect`), or just `/` for a batch of several kinds.
+        .route(
+            &format!("{ctx}/cometd/"),
+            post(transport::long_polling).options(preflight),
+        )
         .route(
             &format!("{ctx}/cometd/{{*message_type}}"),
             post(transport::long_polling).options(preflight),

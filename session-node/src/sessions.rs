@@ -306,6 +306,11 @@ impl Sessions {
         self.end_by(user_token, false)
     }
 
+    /// When a live or retained session became active, if it did.
+    pub fn activation_time(&self, session_token: &str) -> Option<u64> {
+        self.lock().sessions.get(session_token)?.activation_ms
+    }
+
     /// The user a token names: its session token, id and role.
     pub fn user(&self, user_token: &str) -> Result<(String, u32, Role), SessionError> {
         let session_token =

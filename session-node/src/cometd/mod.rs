@@ -96,7 +96,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn enqueue(&mut self, client_id: &str, message: Message, max_queue: usize) {
+    pub(crate) fn enqueue(&mut self, client_id: &str, message: Message, max_queue: usize) {
         let Some(client) = self.clients.get_mut(client_id) else {
             return;
         };
@@ -265,9 +265,10 @@ impl Bayeux {
                     Some(error_reply(&message, "400::unknown meta channel"))
                 }
                 channel if channel.starts_with("/service/") => {
-                    let (reply, stick) = services::handle(self, &message);
+                    let (replies, stick) = services::handle(self, &message);
                     outcome.stick |= stick;
-                    Some(reply)
+                    outcome.replies.extend(replies);
+                    None
                 }
                 _ => Some(self.publish(&message)),
             };
@@ -607,6 +608,10 @@ impl Bayeux {
         for id in recipients {
             registry.enqueue(&id, delivery.clone(), self.config.max_queue);
         }
+    }
+
+    pub(crate) fn max_queue(&self) -> usize {
+        self.config.max_queue
     }
 
     /// Forgets clients that have not connected for `max_interval`.

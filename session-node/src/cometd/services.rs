@@ -1,16 +1,22 @@
 //! The `/service/session/*` channels: the REST resources' meaning over
 //! Bayeux, through the same session core.
 //!
-//! A service publish is answered by its publish reply, which carries the
-//! result in `data` (the form CometD's `remoteCall` expects, and visible to a
-//! plain `publish` callback too). Failures answer `successful: false` with a
-//! Bayeux error string `<code>::<text>` whose code is the HTTP status the REST
-//! resource would have answered.
+//! A successful service publish is answered with two messages, in this order:
+//! the result (`data`) on the service channel with the request's `id`, then
+//! the plain publish acknowledgement. The CometD client treats a reply with
+//! `data` as the answer of a `remoteCall` with that id, or else delivers it to
+//! the channel's listeners (the vendor's style: `addListener` on
+//! `/service/session/join`); a plain `publish` callback only fires on the
+//! acknowledgement without `data`. Failures answer one `successful: false`
+//! message with a Bayeux error string `<code>::<text>` whose code is the HTTP
+//! status the REST resource would have answered.
 
 use serde::Deserialize;
 use serde_json::json;
 use shared_types::api::{CreateSessionResponse, Role};
-use shared_types::bayeux::{Message, SERVICE_CREATE, SERVICE_EXIT, SERVICE_JOIN, SERVICE_STOP};
+use shared_types::bayeux::{
+    Message, SERVICE_ACTIVATED, SERVICE_CREATE, SERVICE_EXIT, SERVICE_JOIN, SERVICE_STOP,
+};
 
 use super::{error_reply, unknown_client, Bayeux, Participant};
 use crate::api::MAX_NAME_CHARS;
@@ -44,9 +50,23 @@ pub(crate) fn error_string(error: SessionError) -> &'static str {
     }
 }
 
-/// Handles a publish to a `/service/` channel; the flag says whether the
-/// answer should carry the stickiness cookie (a session was created or joined).
-pub(crate) fn handle(bayeux: &Bayeux, message: &Message) -> (Message, bool) {
+/// Handles a publish to a `/service/` channel: the answer messages, and
+/// whether the answer should carry the stickiness cookie (a session was
+/// created or joined).
+pub(crate) fn handle(bayeux: &Bayeux, message: &Message) -> (Vec<Message>, bool) {
+    let (reply, stick) = answer(bayeux, message);
+    if reply.data.is_some() {
+        let ack = Message {
+            client_id: reply.client_id.clone(),
+            ..message.reply(true)
+        };
+        (vec![reply, ack], stick)
+    } else {
+        (vec![reply], stick)
+    }
+}
+
+fn answer(bayeux: &Bayeux, message: &Message) -> (Message, bool) {
     let Some(client_id) = message.client_id.as_deref() else {
         return (unknown_client(message), false);
     };
@@ -89,6 +109,9 @@ pub(crate) fn handle(bayeux: &Bayeux, message: &Message) -> (Message, bool) {
             // Hold the registry while joining so the `joined`/`activated`
             // events this join causes find the new participant registered.
             let mut registry = bayeux.lock();
+            // A late joiner of an already active session is told so at once;
+            // a join that activates the session is told by the event.
+            let already_active = bayeux.sessions.activation_time(&join.session_token);
             match bayeux
                 .sessions
                 .join(&join.session_token, join.role, join.name)
@@ -101,6 +124,16 @@ pub(crate) fn handle(bayeux: &Bayeux, message: &Message) -> (Message, bool) {
                             user_id: joined.user_id,
                         },
                     );
+                    if let Some(activation_time) = already_active {
+                        registry.enqueue(
+                            client_id,
+                            Message::delivery(
+                                SERVICE_ACTIVATED,
+                                json!({ "activationTime": activation_time }),
+                            ),
+                            bayeux.max_queue(),
+                        );
+                    }
                     (ok(json!(joined)), true)
                 }
                 Err(e) => (fail(error_string(e)), false),

@@ -21,9 +21,19 @@ fn msg(value: Value) -> Message {
     serde_json::from_value(value).unwrap()
 }
 
+/// The answer to one message. A successful service call answers its result
+/// and then a bare acknowledgement; this returns the result.
 fn one(bayeux: &Bayeux, value: Value) -> Message {
     let mut outcome = bayeux.handle(vec![msg(value)], Transport::LongPolling);
     assert!(outcome.connect.is_none());
+    if outcome.replies.len() == 2 {
+        let ack = outcome.replies.pop().unwrap();
+        assert_eq!(ack.successful, Some(true));
+        assert_eq!(
+            (ack.id.clone(), ack.data.clone()),
+            (outcome.replies[0].id.clone(), None)
+        );
+    }
     assert_eq!(outcome.replies.len(), 1);
     outcome.replies.remove(0)
 }
@@ -357,6 +367,20 @@ fn events_reach_participants_whatever_caused_them() {
     assert_eq!(got[1].channel, SERVICE_ACTIVATED);
     assert!(got[1].data.as_ref().unwrap()["activationTime"].is_u64());
 
+    // A late CometD joiner of the active session is told it is active.
+    let late = handshake(&bayeux);
+    service(
+        &bayeux,
+        &late,
+        SERVICE_JOIN,
+        json!({"sessionToken": token, "role": 2}),
+    );
+    deliver_events(&bayeux, &mut events);
+    let got = bayeux.drain_queue(&late);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].channel, SERVICE_ACTIVATED);
+    bayeux.drain_queue(&users[0].0);
+
     // A REST stop deactivates the CometD participants too.
     bayeux.sessions.stop(&agent.user_token).unwrap();
     deliver_events(&bayeux, &mut events);
@@ -656,8 +680,9 @@ mod over_websocket {
             {"channel": META_SUBSCRIBE, "clientId": a, "subscription": channel},
         ]))
         .await;
-        assert_eq!(joined[0]["successful"], true, "{joined:?}");
+        assert_eq!(joined[0]["data"]["userId"], 2, "{joined:?}");
         assert_eq!(joined[1]["successful"], true, "{joined:?}");
+        assert_eq!(joined[2]["subscription"], channel.as_str(), "{joined:?}");
 
         // The customer hears of the agent without asking.
         let mut heard = Vec::new();

@@ -126,6 +126,7 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
                     }
                     Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
                 };
+                tracing::trace!(frame = %text.as_str(), "websocket batch");
                 let batch = match bayeux::parse_batch(text.as_bytes()) {
                     Ok(batch) => batch,
                     Err(e) => {
@@ -172,5 +173,6 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
 
 async fn send(socket: &mut WebSocket, messages: &[Message]) -> Result<(), axum::Error> {
     let text = serde_json::to_string(messages).unwrap_or_else(|_| "[]".to_owned());
+    tracing::trace!(frame = %text, "websocket answer");
     socket.send(WsMessage::Text(text.into())).await
 }
