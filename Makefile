@@ -14,9 +14,15 @@ build:
 	$(CARGO) build --workspace --bins
 
 ## test: unit tests of every crate, then the end-to-end suite against the real binaries
-test:
+test: integration/js/node_modules
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+# The official CometD JavaScript client for the end-to-end suite (versions
+# pinned in integration/js/package-lock.json).
+integration/js/node_modules: integration/js/package.json integration/js/package-lock.json
+	cd integration/js && npm ci --no-audit --no-fund
+	touch $@
 
 ## lint: formatting and clippy, warnings denied
 lint:
