@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn data_channels_name_their_session() {
         assert_eq!(session_data_channel("012345678"), "/session/012345678/data");
-        assert_eq!(session_of_data_channel("/session/012345678/data"), Some("012345678"));
+        assert_eq!(
+            session_of_data_channel("/session/012345678/data"),
+            Some("012345678")
+        );
         assert_eq!(session_of_data_channel("/session/0123/data"), None);
         assert_eq!(session_of_data_channel("/session/012345678/other"), None);
     }

@@ -1,1 +1,44 @@
-//! placeholder
+//! `sticky-proxy`: a reverse proxy in front of the co-browse session nodes
+//! that sends every request of a live session to the one node that holds it.
+//!
+//! A live session exists in one node's memory only, so unlike the usual
+//! sticky balancers this proxy never re-routes a bound request to another node:
+//! when the owner cannot serve, the client is told (503 naming the node).
+//!
+//! Modules, in the order a request meets them:
+//!
+//! - [`config`]: flags, environment and TOML file merged into one [`Config`].
+//! - [`server`]: the accept loop with graceful drain, the per-request routing
+//!   and the [`ProxyHandle`] (reload, node listing).
+//! - [`affinity`]: pure functions that read what a request is bound to
+//!   (cookie, header, query parameter, session or user path).
+//! - [`lookup`]: which node owns a session, asked of the nodes and cached.
+//! - [`balance`]: the choice of a ready node for unbound requests.
+//! - [`forward`]: header rewriting, the pooled upstream client, streamed
+//!   bodies and the WebSocket upgrade tunnel.
+//! - [`nodes`]: membership (nodes, their state and in-flight counts) and the
+//!   atomically swapped snapshot the hot path reads.
+//! - [`health`]: active health checks with rise/fall thresholds.
+//! - [`errors`]: the errors the proxy answers itself, as JSON bodies.
+//! - [`admin`]: the optional admin listener (`/metrics`, `/nodes`).
+
+pub mod admin;
+pub mod affinity;
+pub mod balance;
+pub mod config;
+pub mod errors;
+pub mod forward;
+pub mod health;
+pub mod lookup;
+pub mod nodes;
+pub mod server;
+
+pub use config::{Config, ConfigError, NodeSpec};
+pub use server::{serve, Proxy, ProxyHandle, ReloadSummary, ServeError};
+
+/// Resolves once the flag behind `flag` is (or was) set to `true`, or its
+/// sender is gone. Used for the drain and stop signals; holds no borrow of
+/// the channel across the caller's later awaits.
+pub(crate) async fn raised(flag: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
+}

@@ -1,0 +1,764 @@
+//! Configuration: command-line flags (each also read from an environment
+//! variable `STICKY_PROXY_<FLAG>`) merged over an optional TOML file, with the
+//! defaults filled in, validated into one [`Config`].
+//!
+//! Precedence: flag (or its env var) > file > default. Nodes are the union of
+//! the file's `[[node]]` entries and the `--node` flags; a `--node` with the
+//! same name as a file node replaces it. On reload only the file is read
+//! again (and the `--node` flags merged over it again); other settings need a
+//! restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use http::uri::Authority;
+use serde::{Deserialize, Deserializer};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 2;
+pub const DEFAULT_LOOKUP_CACHE_TTL: Duration = Duration::from_secs(600);
+pub const DEFAULT_LOOKUP_CACHE_SIZE: u64 = 100_000;
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(90);
+pub const DEFAULT_MAX_HEAD_SIZE: usize = 64 * 1024;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest accepted `--max-head-size`: below this even ordinary browser
+/// requests would be refused.
+pub const MIN_MAX_HEAD_SIZE: usize = 1024;
+
+/// The command line. Every flag is optional here so that the merge can tell
+/// "given" from "default".
+#[derive(Debug, Default, Parser)]
+#[command(name = "sticky-proxy", version, about, args_override_self = true)]
+pub struct Cli {
+    /// Address to accept client connections on.
+    #[arg(long, env = "STICKY_PROXY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// A session node, `NAME=http://host:port`; repeatable (comma-separated
+    /// in the environment variable).
+    #[arg(
+        long = "node",
+        env = "STICKY_PROXY_NODE",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+
+    /// TOML file with `[[node]]` entries and any of the other settings
+    /// (kebab-case keys, as the flags); re-read on SIGHUP.
+    #[arg(long, env = "STICKY_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the admin listener (`/metrics`, `/nodes`); off when absent.
+    #[arg(long, env = "STICKY_PROXY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// `Origin` sent with owner lookups [default: http://<listen addr>].
+    #[arg(long, env = "STICKY_PROXY_LOOKUP_ORIGIN", value_name = "URL")]
+    pub lookup_origin: Option<String>,
+
+    /// Context path of the co-browse application on the nodes [default: /cobrowse].
+    #[arg(long, env = "STICKY_PROXY_CONTEXT_PATH", value_name = "PATH")]
+    pub context_path: Option<String>,
+
+    /// Time between two health checks of a node [default: 1s].
+    #[arg(long, env = "STICKY_PROXY_HEALTH_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_interval: Option<Duration>,
+
+    /// Time a health check may take, at most --health-interval [default: 500ms, or the interval if shorter].
+    #[arg(long, env = "STICKY_PROXY_HEALTH_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_timeout: Option<Duration>,
+
+    /// Consecutive good checks that bring a down node back [default: 2].
+    #[arg(long, env = "STICKY_PROXY_RISE", value_name = "N")]
+    pub rise: Option<u32>,
+
+    /// Consecutive failed checks that take a node down [default: 2].
+    #[arg(long, env = "STICKY_PROXY_FALL", value_name = "N")]
+    pub fall: Option<u32>,
+
+    /// How long a found session owner is remembered [default: 10m].
+    #[arg(long, env = "STICKY_PROXY_LOOKUP_CACHE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lookup_cache_ttl: Option<Duration>,
+
+    /// How many session owners are remembered at most [default: 100000].
+    #[arg(long, env = "STICKY_PROXY_LOOKUP_CACHE_SIZE", value_name = "N")]
+    pub lookup_cache_size: Option<u64>,
+
+    /// Time an owner lookup (all nodes asked in parallel) may take [default: 1s].
+    #[arg(long, env = "STICKY_PROXY_LOOKUP_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lookup_timeout: Option<Duration>,
+
+    /// Time to establish a TCP connection to a node [default: 1s].
+    #[arg(long, env = "STICKY_PROXY_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Time to wait for a node's response head (not its body) [default: 90s].
+    #[arg(long, env = "STICKY_PROXY_UPSTREAM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Option<Duration>,
+
+    /// Largest request head (request line and headers), e.g. `65536`, `64KiB` [default: 64KiB].
+    #[arg(long, env = "STICKY_PROXY_MAX_HEAD_SIZE", value_name = "BYTES", value_parser = parse_byte_size)]
+    pub max_head_size: Option<usize>,
+
+    /// Time in-flight requests get to finish on shutdown [default: 10s].
+    #[arg(long, env = "STICKY_PROXY_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
+    /// Runtime worker threads [default: number of cores].
+    #[arg(long, env = "STICKY_PROXY_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// The TOML file. Keys are the flag names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<FileNode>,
+    admin_listen: Option<SocketAddr>,
+    lookup_origin: Option<String>,
+    context_path: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    health_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    health_timeout: Option<Duration>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    lookup_cache_ttl: Option<Duration>,
+    lookup_cache_size: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    lookup_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    upstream_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "byte_size")]
+    max_head_size: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    shutdown_timeout: Option<Duration>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNode {
+    name: String,
+    url: String,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => usize::try_from(n)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Raw::Text(text) => parse_byte_size(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `65536`, `64k`, `64KiB`, `1m`, `1MiB` (binary units).
+pub fn parse_byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 65536 or 64KiB)"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("`{text}` has an unknown unit (use KiB or MiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A configured node: its name (the value of the `gcbSessionServer` cookie)
+/// and its base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Normalised `http://host:port`.
+    pub url: String,
+    pub authority: Authority,
+}
+
+impl NodeSpec {
+    /// Parses `NAME=http://host:port`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let (name, url) = text
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Invalid(format!("--node `{text}` is not NAME=URL")))?;
+        NodeSpec::new(name.trim(), url.trim())
+    }
+
+    /// Validates a name and a URL: the name must be usable as a cookie value
+    /// and a query value without escaping; the URL must be `http://host:port`
+    /// with no path, query or credentials.
+    pub fn new(name: &str, url: &str) -> Result<Self, ConfigError> {
+        let name_ok = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| {
+                b.is_ascii_graphic()
+                    && !matches!(b, b'"' | b',' | b';' | b'\\' | b'&' | b'=' | b'%' | b'+')
+            });
+        if !name_ok {
+            return Err(ConfigError::Invalid(format!(
+                "node name `{name}` must be 1-128 visible ASCII characters without \" , ; \\ & = % +"
+            )));
+        }
+        let bad = |why: &str| ConfigError::Invalid(format!("node {name}: url `{url}` {why}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if parsed.scheme() != "http" {
+            return Err(bad("must use http://"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad("must not carry credentials"));
+        }
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(bad(
+                "must have no path, query or fragment (http://host:port)",
+            ));
+        }
+        let host = parsed.host_str().ok_or_else(|| bad("has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let authority_text = format!("{host}:{port}");
+        let authority =
+            Authority::try_from(authority_text.as_str()).map_err(|e| bad(&e.to_string()))?;
+        Ok(NodeSpec {
+            name: name.to_owned(),
+            url: format!("http://{authority_text}"),
+            authority,
+        })
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// All nodes: the file's merged with the `--node` flags.
+    pub nodes: Vec<NodeSpec>,
+    /// Nodes given as flags; a reload merges them over the file again.
+    pub node_flags: Vec<NodeSpec>,
+    /// The file to re-read on reload.
+    pub config_file: Option<PathBuf>,
+    pub admin_listen: Option<SocketAddr>,
+    /// `None`: `http://<address the listener is bound to>`.
+    pub lookup_origin: Option<String>,
+    /// Normalised: leading `/`, no trailing `/`, empty for the root.
+    pub context_path: String,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub lookup_cache_ttl: Duration,
+    pub lookup_cache_size: u64,
+    pub lookup_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub max_head_size: usize,
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+}
+
+impl Config {
+    /// Defaults around the given nodes (for embedding and tests).
+    pub fn with_nodes(nodes: Vec<NodeSpec>) -> Self {
+        Config {
+            listen: default_listen(),
+            node_flags: nodes.clone(),
+            nodes,
+            config_file: None,
+            admin_listen: None,
+            lookup_origin: None,
+            context_path: shared_types::names::DEFAULT_CONTEXT_PATH.to_owned(),
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: DEFAULT_RISE,
+            fall: DEFAULT_FALL,
+            lookup_cache_ttl: DEFAULT_LOOKUP_CACHE_TTL,
+            lookup_cache_size: DEFAULT_LOOKUP_CACHE_SIZE,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            workers: default_workers(),
+        }
+    }
+
+    /// Parses a command line (first item: the program name) and the
+    /// environment, reads the file if one is named, and validates.
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(ConfigError::Cli)?;
+        Config::from_cli(cli)
+    }
+
+    /// Merges parsed flags over the file named by `--config` (if any).
+    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(cli, file)
+    }
+
+    /// Parses flags over a TOML text (as if it were the `--config` file).
+    pub fn from_cli_and_toml(cli: Cli, toml_text: &str) -> Result<Self, ConfigError> {
+        let file = parse_file(toml_text, Path::new("<inline>"))?;
+        Config::merge(cli, file)
+    }
+
+    fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let node_flags = cli
+            .nodes
+            .iter()
+            .map(|text| NodeSpec::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let file_nodes = file
+            .nodes
+            .iter()
+            .map(|node| NodeSpec::new(node.name.trim(), node.url.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let nodes = merge_nodes(file_nodes, &node_flags)?;
+        let health_interval = cli
+            .health_interval
+            .or(file.health_interval)
+            .unwrap_or(DEFAULT_HEALTH_INTERVAL);
+        let config = Config {
+            listen: cli.listen.or(file.listen).unwrap_or_else(default_listen),
+            nodes,
+            node_flags,
+            config_file: cli.config,
+            admin_listen: cli.admin_listen.or(file.admin_listen),
+            lookup_origin: cli.lookup_origin.or(file.lookup_origin),
+            context_path: shared_types::names::normalize_context_path(
+                cli.context_path
+                    .or(file.context_path)
+                    .as_deref()
+                    .unwrap_or(shared_types::names::DEFAULT_CONTEXT_PATH),
+            ),
+            health_interval,
+            // A short interval given alone shortens the default timeout too.
+            health_timeout: cli
+                .health_timeout
+                .or(file.health_timeout)
+                .unwrap_or(DEFAULT_HEALTH_TIMEOUT.min(health_interval)),
+            rise: cli.rise.or(file.rise).unwrap_or(DEFAULT_RISE),
+            fall: cli.fall.or(file.fall).unwrap_or(DEFAULT_FALL),
+            lookup_cache_ttl: cli
+                .lookup_cache_ttl
+                .or(file.lookup_cache_ttl)
+                .unwrap_or(DEFAULT_LOOKUP_CACHE_TTL),
+            lookup_cache_size: cli
+                .lookup_cache_size
+                .or(file.lookup_cache_size)
+                .unwrap_or(DEFAULT_LOOKUP_CACHE_SIZE),
+            lookup_timeout: cli
+                .lookup_timeout
+                .or(file.lookup_timeout)
+                .unwrap_or(DEFAULT_LOOKUP_TIMEOUT),
+            connect_timeout: cli
+                .connect_timeout
+                .or(file.connect_timeout)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            upstream_timeout: cli
+                .upstream_timeout
+                .or(file.upstream_timeout)
+                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
+            max_head_size: cli
+                .max_head_size
+                .or(file.max_head_size)
+                .unwrap_or(DEFAULT_MAX_HEAD_SIZE),
+            shutdown_timeout: cli
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            workers: cli.workers.or(file.workers).unwrap_or_else(default_workers),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that would make the proxy misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
+        if self.nodes.is_empty() {
+            return invalid("no node configured: give --node NAME=URL or [[node]] in --config");
+        }
+        check_unique(&self.nodes)?;
+        if self.health_interval.is_zero() {
+            return invalid("--health-interval must be above zero");
+        }
+        if self.health_timeout.is_zero() || self.health_timeout > self.health_interval {
+            return invalid("--health-timeout must be above zero and at most --health-interval");
+        }
+        if self.rise == 0 || self.fall == 0 {
+            return invalid("--rise and --fall must be at least 1");
+        }
+        for (flag, value) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--upstream-timeout", self.upstream_timeout),
+            ("--lookup-timeout", self.lookup_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!("{flag} must be above zero")));
+            }
+        }
+        if self.max_head_size < MIN_MAX_HEAD_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "--max-head-size must be at least {MIN_MAX_HEAD_SIZE} bytes"
+            )));
+        }
+        if self.workers == 0 {
+            return invalid("--workers must be at least 1");
+        }
+        if let Some(origin) = &self.lookup_origin {
+            if http::HeaderValue::from_str(origin).is_err() {
+                return invalid("--lookup-origin is not a valid header value");
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes a reload would install: the file read again, with the
+    /// `--node` flags merged over it.
+    pub fn reload_nodes(&self) -> Result<Vec<NodeSpec>, ConfigError> {
+        let file_nodes = match &self.config_file {
+            Some(path) => read_file(path)?
+                .nodes
+                .iter()
+                .map(|node| NodeSpec::new(node.name.trim(), node.url.trim()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let nodes = merge_nodes(file_nodes, &self.node_flags)?;
+        if nodes.is_empty() {
+            return Err(ConfigError::Invalid(
+                "the reloaded configuration has no node; keeping the current nodes".to_owned(),
+            ));
+        }
+        Ok(nodes)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8700))
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        message: source.to_string(),
+    })
+}
+
+/// File nodes in file order, then flag nodes; a flag node replaces the file
+/// node of the same name.
+fn merge_nodes(
+    file_nodes: Vec<NodeSpec>,
+    flags: &[NodeSpec],
+) -> Result<Vec<NodeSpec>, ConfigError> {
+    check_unique(&file_nodes)?;
+    check_unique(flags)?;
+    let mut nodes: Vec<NodeSpec> = file_nodes
+        .into_iter()
+        .filter(|node| !flags.iter().any(|flag| flag.name == node.name))
+        .collect();
+    nodes.extend(flags.iter().cloned());
+    Ok(nodes)
+}
+
+fn check_unique(nodes: &[NodeSpec]) -> Result<(), ConfigError> {
+    for (i, node) in nodes.iter().enumerate() {
+        if nodes[..i].iter().any(|other| other.name == node.name) {
+            return Err(ConfigError::Invalid(format!(
+                "node name `{}` is configured twice",
+                node.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The command line did not parse (also `--help` and `--version`).
+    Cli(clap::Error),
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    Invalid(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Cli(e) => write!(f, "{e}"),
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            ConfigError::Parse { path, message } => {
+                write!(f, "cannot parse {}: {message}", path.display())
+            }
+            ConfigError::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Cli(e) => Some(e),
+            ConfigError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["sticky-proxy"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn flags_with_defaults() {
+        let config = Config::from_args([
+            "sticky-proxy",
+            "--node",
+            "node-1=http://127.0.0.1:8701",
+            "--node",
+            "node-2=http://10.0.0.5:8702/",
+            "--health-interval",
+            "2s",
+            "--health-timeout",
+            "300ms",
+            "--context-path",
+            "cobrowse/",
+        ])
+        .unwrap();
+        assert_eq!(config.nodes.len(), 2);
+        assert_eq!(config.nodes[1].name, "node-2");
+        assert_eq!(config.nodes[1].url, "http://10.0.0.5:8702");
+        assert_eq!(config.nodes[1].authority.as_str(), "10.0.0.5:8702");
+        assert_eq!(config.listen, "127.0.0.1:8700".parse().unwrap());
+        assert_eq!(config.health_interval, Duration::from_secs(2));
+        assert_eq!(config.health_timeout, Duration::from_millis(300));
+        assert_eq!(config.context_path, "/cobrowse");
+        assert_eq!(config.rise, 2);
+        assert_eq!(config.fall, 2);
+        assert_eq!(config.lookup_cache_ttl, Duration::from_secs(600));
+        assert_eq!(config.lookup_cache_size, 100_000);
+        assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.upstream_timeout, Duration::from_secs(90));
+        assert_eq!(config.max_head_size, 65536);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert!(config.admin_listen.is_none());
+        assert!(config.lookup_origin.is_none());
+        assert!(config.workers >= 1);
+    }
+
+    #[test]
+    fn toml_file_with_flags_overriding() {
+        let text = r#"
+            listen = "127.0.0.1:9000"
+            admin-listen = "127.0.0.1:9001"
+            health-interval = "3s"
+            rise = 5
+            max-head-size = "32KiB"
+            lookup-origin = "https://agent.example"
+
+            [[node]]
+            name = "node-1"
+            url = "http://10.0.0.5:8701"
+
+            [[node]]
+            name = "node-2"
+            url = "http://10.0.0.6:8701"
+        "#;
+        let config = Config::from_cli_and_toml(
+            cli(&[
+                "--rise",
+                "3",
+                "--node",
+                "node-2=http://127.0.0.1:1",
+                "--node",
+                "node-3=http://127.0.0.1:2",
+            ]),
+            text,
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.admin_listen, Some("127.0.0.1:9001".parse().unwrap()));
+        assert_eq!(config.health_interval, Duration::from_secs(3));
+        assert_eq!(config.rise, 3, "the flag wins over the file");
+        assert_eq!(config.max_head_size, 32 * 1024);
+        assert_eq!(
+            config.lookup_origin.as_deref(),
+            Some("https://agent.example")
+        );
+        let names: Vec<_> = config
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.url.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("node-1", "http://10.0.0.5:8701"),
+                ("node-2", "http://127.0.0.1:1"),
+                ("node-3", "http://127.0.0.1:2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let top = Config::from_cli_and_toml(cli(&["--node", "a=http://h:1"]), "colour = \"blue\"");
+        assert!(matches!(top, Err(ConfigError::Parse { .. })), "{top:?}");
+        let node = Config::from_cli_and_toml(
+            cli(&[]),
+            "[[node]]\nname = \"a\"\nurl = \"http://h:1\"\nweight = 3\n",
+        );
+        assert!(matches!(node, Err(ConfigError::Parse { .. })), "{node:?}");
+        let typo =
+            Config::from_cli_and_toml(cli(&["--node", "a=http://h:1"]), "health_interval = \"1s\"");
+        assert!(typo.is_err());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["sticky-proxy", "--node", "a=http://h:1"];
+            all.extend_from_slice(extra);
+            Config::from_args(all)
+        };
+        assert!(Config::from_args(["sticky-proxy"]).is_err(), "no node");
+        assert!(args(&["--node", "b=https://h:1"]).is_err(), "https");
+        assert!(args(&["--node", "b=http://h:1/cobrowse"]).is_err(), "path");
+        assert!(
+            args(&["--node", "b=http://u:p@h:1"]).is_err(),
+            "credentials"
+        );
+        assert!(args(&["--node", "a=http://h:2"]).is_err(), "duplicate name");
+        assert!(
+            args(&["--node", "b c=http://h:2"]).is_err(),
+            "space in name"
+        );
+        assert!(args(&["--node", "bhttp://h:2"]).is_err(), "no =");
+        assert!(args(&["--health-interval", "soon"]).is_err());
+        assert!(
+            args(&["--health-timeout", "2s"]).is_err(),
+            "timeout above interval"
+        );
+        let short = args(&["--health-interval", "100ms"]).unwrap();
+        assert_eq!(
+            short.health_timeout,
+            Duration::from_millis(100),
+            "the default follows a short interval"
+        );
+        assert!(args(&["--rise", "0"]).is_err());
+        assert!(args(&["--max-head-size", "10"]).is_err());
+        assert!(args(&["--workers", "0"]).is_err());
+        assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn default_port_is_filled_in() {
+        let spec = NodeSpec::parse("n=http://example.com").unwrap();
+        assert_eq!(spec.url, "http://example.com:80");
+        let v6 = NodeSpec::parse("n=http://[::1]:8701").unwrap();
+        assert_eq!(v6.authority.as_str(), "[::1]:8701");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("65536"), Ok(65536));
+        assert_eq!(parse_byte_size("64KiB"), Ok(65536));
+        assert_eq!(parse_byte_size("64k"), Ok(65536));
+        assert_eq!(parse_byte_size("1MiB"), Ok(1 << 20));
+        assert!(parse_byte_size("64 parsecs").is_err());
+        assert!(parse_byte_size("").is_err());
+    }
+
+    #[test]
+    fn reload_reads_the_file_again() {
+        let dir = std::env::temp_dir().join(format!("sticky-proxy-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("proxy.toml");
+        std::fs::write(&path, "[[node]]\nname = \"a\"\nurl = \"http://h:1\"\n").unwrap();
+        let config =
+            Config::from_args(["sticky-proxy", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(config.nodes.len(), 1);
+        std::fs::write(
+            &path,
+            "[[node]]\nname = \"a\"\nurl = \"http://h:1\"\n[[node]]\nname = \"b\"\nurl = \"http://h:2\"\n",
+        )
+        .unwrap();
+        let nodes = config.reload_nodes().unwrap();
+        assert_eq!(nodes.len(), 2);
+        std::fs::write(&path, "").unwrap();
+        assert!(
+            config.reload_nodes().is_err(),
+            "a reload to no node is refused"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

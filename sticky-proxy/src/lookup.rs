@@ -1,0 +1,172 @@
+//! Which node owns a session, for requests that carry no node name but a
+//! session (or user) token in their path: typically the agent side, whose
+//! browser never got the customer's cookie.
+//!
+//! Every node that is not down is asked `GET <ctx>/rest/live/sessions/{token}`
+//! in parallel, with the configured `Origin` (the endpoint is under CORS
+//! control); the first to answer 200, or 410 (ended but retained: the node
+//! still answers for it), is the owner. Answers are cached (moka, TTL and
+//! size bound); concurrent lookups of one token share one round of requests.
+//! "Not found" is not cached: a session being created right now must be
+//! found a moment later.
+//!
+//! Entries are dropped when the owner answers 404 for a forwarded request of
+//! the session, when the owner goes down, and when it leaves the membership.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::{header, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::BodyExt;
+use moka::future::Cache;
+
+use crate::affinity::SessionToken;
+use crate::forward::{UpstreamBody, UpstreamClient};
+use crate::nodes::{Node, NodeSet, NodeState};
+
+/// How an owner was found.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// From the cache.
+    Cached(Arc<Node>),
+    /// Asked of the nodes just now.
+    Found(Arc<Node>),
+    /// No node answered 200 or 410.
+    NotFound,
+}
+
+/// The owner cache and the lookup that fills it.
+#[derive(Debug)]
+pub struct OwnerLookup {
+    cache: Cache<SessionToken, Arc<Node>>,
+    client: UpstreamClient,
+    origin: HeaderValue,
+    sessions_path: Arc<str>,
+    timeout: Duration,
+}
+
+/// The lookup round found no owner (not cached).
+#[derive(Debug)]
+struct NoOwner;
+
+impl OwnerLookup {
+    /// `sessions_path` is `<ctx>/rest/live/sessions`; `origin` the `Origin`
+    /// header value sent with lookups.
+    pub fn new(
+        client: UpstreamClient,
+        sessions_path: &str,
+        origin: HeaderValue,
+        ttl: Duration,
+        capacity: u64,
+        timeout: Duration,
+    ) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .support_invalidation_closures()
+            .build();
+        OwnerLookup {
+            cache,
+            client,
+            origin,
+            sessions_path: Arc::from(sessions_path),
+            timeout,
+        }
+    }
+
+    /// The owner of `token`, from the cache or by asking `nodes`.
+    pub async fn owner(&self, token: SessionToken, nodes: &NodeSet) -> Owner {
+        if let Some(node) = self.cache.get(&token).await {
+            return Owner::Cached(node);
+        }
+        let found = self
+            .cache
+            .try_get_with(token, async {
+                let started = Instant::now();
+                let owner = self.ask(token, nodes).await;
+                metrics::histogram!("proxy_lookup_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                owner.ok_or(NoOwner)
+            })
+            .await;
+        match found {
+            Ok(node) => Owner::Found(node),
+            Err(_) => Owner::NotFound,
+        }
+    }
+
+    /// Forgets the owner of `token` (it answered 404).
+    pub async fn forget(&self, token: SessionToken) {
+        self.cache.invalidate(&token).await;
+    }
+
+    /// Forgets every session of `node` (down or removed).
+    pub fn forget_node(&self, node: &Arc<Node>) {
+        let node = node.clone();
+        if let Err(error) = self
+            .cache
+            .invalidate_entries_if(move |_, owner| Arc::ptr_eq(owner, &node))
+        {
+            // Only possible when invalidation closures are not enabled,
+            // which `new` always does; fall back to a full flush.
+            tracing::warn!(%error, "cannot invalidate by node; flushing the owner cache");
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Number of cached owners (approximate: moka applies writes lazily).
+    pub fn cached_len(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Asks every node that is not down, in parallel; the first 200 or 410
+    /// wins and the other requests are dropped.
+    async fn ask(&self, token: SessionToken, nodes: &NodeSet) -> Option<Arc<Node>> {
+        let mut asks: FuturesUnordered<_> = nodes
+            .iter()
+            .filter(|node| node.state() != NodeState::Down)
+            .map(|node| self.ask_one(node, token))
+            .collect();
+        let round = async {
+            while let Some(answer) = asks.next().await {
+                if answer.is_some() {
+                    return answer;
+                }
+            }
+            None
+        };
+        tokio::time::timeout(self.timeout, round)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::debug!(%token, "owner lookup timed out");
+                None
+            })
+    }
+
+    async fn ask_one(&self, node: &Arc<Node>, token: SessionToken) -> Option<Arc<Node>> {
+        let uri = Uri::try_from(format!("{}{}/{}", node.url(), self.sessions_path, token)).ok()?;
+        let request = Request::get(uri)
+            .header(header::ORIGIN, self.origin.clone())
+            .body(UpstreamBody::Empty)
+            .ok()?;
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(node = node.name(), %error, "owner lookup request failed");
+                return None;
+            }
+        };
+        let status = response.status();
+        // Read the small body so the connection returns to the pool.
+        let _ = response.into_body().collect().await;
+        match status {
+            StatusCode::OK | StatusCode::GONE => Some(node.clone()),
+            StatusCode::NOT_FOUND => None,
+            other => {
+                tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
+                None
+            }
+        }
+    }
+}
