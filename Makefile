@@ -34,3 +34,17 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+PYTHON ?= python3
+
+## bench: the full benchmark (about 9 minutes): sticky-proxy against nginx and
+## HAProxy, interleaved rounds; writes bench/RESULTS.md and bench/results.json
+bench:
+	$(CARGO) build --release --bins
+	$(PYTHON) bench/run.py
+
+## bench-quick: a short benchmark (under 2 minutes) to try the harness;
+## writes bench/out/quick/RESULTS.md and results.json, not bench/RESULTS.md
+bench-quick:
+	$(CARGO) build --release --bins
+	$(PYTHON) bench/run.py --quick
