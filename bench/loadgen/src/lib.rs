@@ -1,0 +1,1 @@
+//! Load generators for `make bench` (placeholder; see the binaries).
