@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,9 +23,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
 use crate::nodes::{InFlight, Node};
+use crate::pool::Lease;
 
-/// The one client used for everything sent to nodes (forwarded requests,
-/// health checks, owner lookups): one pool of keep-alive connections per node.
+/// The client for the proxy's own requests to nodes (health checks, owner
+/// lookups). Forwarded requests use each node's [`crate::pool`].
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Builds the upstream client: TCP_NODELAY (small request/response
@@ -181,6 +182,8 @@ pub enum ProxyBody {
     Upstream {
         body: Incoming,
         in_flight: InFlight,
+        /// The node connection, back to its pool once the body is done.
+        lease: Option<Lease>,
     },
 }
 
@@ -201,7 +204,25 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream { body, lease, .. } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                let done = match &frame {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    Poll::Ready(Some(Err(_))) => {
+                        // A broken body: its connection is not reusable.
+                        lease.take();
+                        false
+                    }
+                    Poll::Pending => false,
+                };
+                if done {
+                    if let Some(lease) = lease.take() {
+                        lease.give_back();
+                    }
+                }
+                frame
+            }
         }
     }
 
@@ -256,6 +277,12 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
 /// `Upgrade`. When `upgrade` is set, `Connection: upgrade` and `Upgrade` are
 /// kept so the node sees the upgrade request (or the client the 101).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most heads carry none of them: one pass over the names (cheap enum
+    // compares for the standard ones) saves a hash-and-probe per header
+    // removed below.
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let mut connection = headers.get_all(header::CONNECTION).iter();
     let first = connection.next().cloned();
     if connection.next().is_some() {
@@ -295,6 +322,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str().starts_with("proxy-")
 }
 
 /// Removes the headers a `Connection` value lists.
@@ -373,9 +410,9 @@ pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
 }
 
-/// The absolute URI of the request on `node`: the node's authority and the
-/// request's path and query, without re-formatting any string.
-pub fn upstream_uri(node: &Node, uri: &Uri) -> Option<Uri> {
+/// The request's target as the node gets it: origin form (path and query),
+/// without re-formatting any string. The connection already goes to the node.
+pub fn upstream_uri(uri: &Uri) -> Option<Uri> {
     let path_and_query = uri
         .path_and_query()
         .cloned()
@@ -383,11 +420,7 @@ pub fn upstream_uri(node: &Node, uri: &Uri) -> Option<Uri> {
     if !path_and_query.as_str().starts_with('/') {
         return None;
     }
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(node.authority().clone());
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).ok()
+    Some(Uri::from(path_and_query))
 }
 
 /// How a forward failed.
@@ -403,33 +436,26 @@ pub enum ForwardFailure {
     Other,
 }
 
-/// Sends a prepared request and waits at most `timeout` for the head.
+/// Sends a prepared request to `node` over its connection pool, waiting at
+/// most `timeout` for the response head. A request without `Host` (HTTP/1.0)
+/// gets the node's authority.
 pub async fn send(
-    client: &UpstreamClient,
-    request: Request<UpstreamBody>,
+    node: &Node,
+    mut request: Request<UpstreamBody>,
+    connect_timeout: Duration,
     timeout: Duration,
-) -> Result<Response<Incoming>, ForwardFailure> {
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Err(_) => Err(ForwardFailure::Timeout),
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(error)) if error.is_connect() => {
-            tracing::debug!(%error, "connect to node failed");
-            Err(ForwardFailure::Connect)
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(error = %ErrorChain(&error), "forward to node failed");
-            if is_reset(&error) {
-                Err(ForwardFailure::Reset)
-            } else {
-                Err(ForwardFailure::Other)
-            }
+) -> Result<(Response<Incoming>, Lease), ForwardFailure> {
+    if !request.headers().contains_key(header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(node.authority().as_str()) {
+            request.headers_mut().insert(header::HOST, host);
         }
     }
+    node.pool().send(request, connect_timeout, timeout).await
 }
 
 /// Whether an error was caused by a connection refused, reset or aborted by
 /// the peer (a node process that died).
-fn is_reset(error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_reset(error: &(dyn StdError + 'static)) -> bool {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(error) = current {
         if let Some(io_error) = error.downcast_ref::<io::Error>() {
@@ -609,18 +635,15 @@ mod tests {
 
     #[test]
     fn upstream_uri_keeps_path_and_query() {
-        let node = Node::new(&crate::config::NodeSpec::parse("n=http://127.0.0.1:9").unwrap());
         let uri: Uri = "/cobrowse/rest?a=1&b=2".parse().unwrap();
         assert_eq!(
-            upstream_uri(&node, &uri).unwrap().to_string(),
-            "http://127.0.0.1:9/cobrowse/rest?a=1&b=2"
+            upstream_uri(&uri).unwrap().to_string(),
+            "/cobrowse/rest?a=1&b=2"
         );
+        // An absolute-form target never names where the proxy connects.
         let absolute: Uri = "http://elsewhere:1/p?q".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&node, &absolute).unwrap().to_string(),
-            "http://127.0.0.1:9/p?q"
-        );
+        assert_eq!(upstream_uri(&absolute).unwrap().to_string(), "/p?q");
         let star: Uri = "*".parse().unwrap();
-        assert!(upstream_uri(&node, &star).is_none());
+        assert!(upstream_uri(&star).is_none());
     }
 }

@@ -16,6 +16,8 @@
 //! - [`balance`]: the choice of a ready node for unbound requests.
 //! - [`forward`]: header rewriting, the pooled upstream client, streamed
 //!   bodies and the WebSocket upgrade tunnel.
+//! - [`pool`]: the keep-alive connections to each node that forwarded
+//!   requests use.
 //! - [`nodes`]: membership (nodes, their state and in-flight counts) and the
 //!   atomically swapped snapshot the hot path reads.
 //! - [`health`]: active health checks with rise/fall thresholds.
@@ -31,6 +33,7 @@ pub mod forward;
 pub mod health;
 pub mod lookup;
 pub mod nodes;
+pub mod pool;
 pub mod server;
 
 pub use config::{Config, ConfigError, NodeSpec};

@@ -121,52 +121,81 @@ impl OwnerLookup {
     }
 
     /// Asks every node that is not down, in parallel; the first 200 or 410
-    /// wins and the other requests are dropped.
+    /// wins. The other answers are still read to the end, in the background:
+    /// dropping a request in flight would close its pooled connection, and
+    /// every cold lookup would then pay for new connections.
     async fn ask(&self, token: SessionToken, nodes: &NodeSet) -> Option<Arc<Node>> {
         let mut asks: FuturesUnordered<_> = nodes
             .iter()
             .filter(|node| node.state() != NodeState::Down)
-            .map(|node| self.ask_one(node, token))
+            .filter_map(|node| {
+                let uri = Uri::try_from(format!("{}{}/{}", node.url(), self.sessions_path, token))
+                    .ok()?;
+                Some(ask_one(
+                    self.client.clone(),
+                    self.origin.clone(),
+                    uri,
+                    Arc::clone(node),
+                    token,
+                ))
+            })
             .collect();
-        let round = async {
-            while let Some(answer) = asks.next().await {
-                if answer.is_some() {
-                    return answer;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut owner = None;
+        loop {
+            match tokio::time::timeout_at(deadline, asks.next()).await {
+                Ok(Some(Some(node))) => {
+                    owner = Some(node);
+                    break;
+                }
+                Ok(Some(None)) => continue,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(%token, "owner lookup timed out");
+                    break;
                 }
             }
-            None
-        };
-        tokio::time::timeout(self.timeout, round)
-            .await
-            .unwrap_or_else(|_| {
-                tracing::debug!(%token, "owner lookup timed out");
-                None
-            })
+        }
+        if !asks.is_empty() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while asks.next().await.is_some() {}
+                })
+                .await;
+            });
+        }
+        owner
     }
+}
 
-    async fn ask_one(&self, node: &Arc<Node>, token: SessionToken) -> Option<Arc<Node>> {
-        let uri = Uri::try_from(format!("{}{}/{}", node.url(), self.sessions_path, token)).ok()?;
-        let request = Request::get(uri)
-            .header(header::ORIGIN, self.origin.clone())
-            .body(UpstreamBody::Empty)
-            .ok()?;
-        let response = match self.client.request(request).await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(node = node.name(), %error, "owner lookup request failed");
-                return None;
-            }
-        };
-        let status = response.status();
-        // Read the small body so the connection returns to the pool.
-        let _ = response.into_body().collect().await;
-        match status {
-            StatusCode::OK | StatusCode::GONE => Some(node.clone()),
-            StatusCode::NOT_FOUND => None,
-            other => {
-                tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
-                None
-            }
+/// Asks one node whether it owns `token`.
+async fn ask_one(
+    client: UpstreamClient,
+    origin: HeaderValue,
+    uri: Uri,
+    node: Arc<Node>,
+    token: SessionToken,
+) -> Option<Arc<Node>> {
+    let request = Request::get(uri)
+        .header(header::ORIGIN, origin)
+        .body(UpstreamBody::Empty)
+        .ok()?;
+    let response = match client.request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(node = node.name(), %error, "owner lookup request failed");
+            return None;
+        }
+    };
+    let status = response.status();
+    // Read the small body so the connection returns to the pool.
+    let _ = response.into_body().collect().await;
+    match status {
+        StatusCode::OK | StatusCode::GONE => Some(node),
+        StatusCode::NOT_FOUND => None,
+        other => {
+            tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
+            None
         }
     }
 }

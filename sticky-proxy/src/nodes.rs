@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+
+use crate::pool::ConnectionPool;
 use http::uri::Authority;
 use http::StatusCode;
 use metrics::{Counter, Gauge};
@@ -80,6 +82,8 @@ pub struct Node {
     in_flight: AtomicUsize,
     requests: RequestCounters,
     state_gauge: Gauge,
+    /// Keep-alive connections for requests forwarded to this node.
+    pool: Arc<ConnectionPool>,
 }
 
 impl Node {
@@ -93,6 +97,7 @@ impl Node {
             requests: RequestCounters::new(name.clone()),
             name,
             url: spec.url.clone().into_boxed_str(),
+            pool: ConnectionPool::new(&spec.authority),
             authority: spec.authority.clone(),
             state: AtomicU8::new(NodeState::Down.to_u8()),
             in_flight: AtomicUsize::new(0),
@@ -116,6 +121,10 @@ impl Node {
 
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    pub fn pool(&self) -> &Arc<ConnectionPool> {
+        &self.pool
     }
 
     pub fn state(&self) -> NodeState {

@@ -33,11 +33,12 @@ use crate::config::{Config, ConfigError};
 use crate::errors::{empty_response, ProxyError};
 use crate::forward::{
     self, is_websocket_upgrade, prepare_request, prepare_response, upstream_uri, BodySlot,
-    ClientInfo, ForwardFailure, ProxyBody, UpstreamBody, UpstreamClient,
+    ClientInfo, ForwardFailure, ProxyBody, UpstreamBody,
 };
 use crate::health::{spawn_health_loop, HealthTask, HealthTracker, HttpHealthCheck, OnTransition};
 use crate::lookup::{Owner, OwnerLookup};
 use crate::nodes::{InFlight, Membership, Node, NodeSet, NodeState, RequestCounters};
+use crate::pool::Lease;
 
 /// hyper's default read buffer limit (8 KiB + 100 × 4 KiB); `--max-head-size`
 /// above it raises the buffer too.
@@ -107,7 +108,6 @@ struct Shared {
     membership: Arc<Membership>,
     balancer: RoundRobin,
     lookup: Arc<OwnerLookup>,
-    client: UpstreamClient,
     health_check: Arc<HttpHealthCheck>,
     /// Health loops by node; also serialises reloads.
     health_tasks: Mutex<Vec<(Arc<Node>, HealthTask)>>,
@@ -281,7 +281,6 @@ impl Proxy {
             membership,
             balancer: RoundRobin::new(),
             lookup,
-            client,
             health_check,
             health_tasks: Mutex::new(Vec::new()),
             decisions,
@@ -660,7 +659,7 @@ async fn forward_bound(
         body,
         client_upgrade,
     } = prepare(client, request);
-    let Some(uri) = upstream_uri(&node, &parts.uri) else {
+    let Some(uri) = upstream_uri(&parts.uri) else {
         shared.decide(decision);
         return node_error(
             &node,
@@ -671,20 +670,21 @@ async fn forward_bound(
     let body = body.map_or(UpstreamBody::Empty, UpstreamBody::Client);
     let in_flight = node.begin_request();
     let sent = forward::send(
-        &shared.client,
+        &node,
         Request::from_parts(parts, body),
+        shared.config.connect_timeout,
         shared.config.upstream_timeout,
     )
     .await;
     match sent {
-        Ok(response) => {
+        Ok((response, lease)) => {
             shared.decide(decision);
             if let Some(token) = token {
                 if response.status() == StatusCode::NOT_FOUND {
                     shared.lookup.forget(token).await;
                 }
             }
-            relay(shared, response, in_flight, client_upgrade)
+            relay(shared, response, lease, in_flight, client_upgrade)
         }
         Err(failure) => {
             let error = failure_error(shared, &node, failure);
@@ -749,7 +749,7 @@ async fn forward_unbound(
         let Some(head) = parts.as_ref() else {
             break;
         };
-        let Some(uri) = upstream_uri(&node, &head.uri) else {
+        let Some(uri) = upstream_uri(&head.uri) else {
             shared.decide(decision);
             return node_error(
                 &node,
@@ -773,10 +773,17 @@ async fn forward_unbound(
             Request::from_parts(head, body)
         };
         let in_flight = node.begin_request();
-        match forward::send(&shared.client, request, shared.config.upstream_timeout).await {
-            Ok(response) => {
+        let sent = forward::send(
+            &node,
+            request,
+            shared.config.connect_timeout,
+            shared.config.upstream_timeout,
+        )
+        .await;
+        match sent {
+            Ok((response, lease)) => {
                 shared.decide(decision);
-                return relay(shared, response, in_flight, client_upgrade);
+                return relay(shared, response, lease, in_flight, client_upgrade);
             }
             Err(ForwardFailure::Connect) if slot.as_ref().is_none_or(BodySlot::is_unread) => {
                 drop(in_flight);
@@ -804,6 +811,7 @@ async fn forward_unbound(
 fn relay(
     shared: &Shared,
     mut response: Response<Incoming>,
+    lease: Lease,
     in_flight: InFlight,
     client_upgrade: Option<OnUpgrade>,
 ) -> Response<ProxyBody> {
@@ -815,6 +823,8 @@ fn relay(
             return node_error(&node, ProxyError::BadGateway(node.name_arc().clone()));
         };
         node.count_response(status);
+        // The connection now belongs to the tunnel, not to the pool.
+        drop(lease);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let (mut parts, _) = response.into_parts();
         prepare_response(&mut parts.headers, true);
@@ -829,5 +839,19 @@ fn relay(
     node.count_response(status);
     let (mut parts, body) = response.into_parts();
     prepare_response(&mut parts.headers, false);
-    Response::from_parts(parts, ProxyBody::Upstream { body, in_flight })
+    let lease = if body.is_end_stream() {
+        // Nothing more to read (no body, or a HEAD): the connection is free.
+        lease.give_back();
+        None
+    } else {
+        Some(lease)
+    };
+    Response::from_parts(
+        parts,
+        ProxyBody::Upstream {
+            body,
+            in_flight,
+            lease,
+        },
+    )
 }

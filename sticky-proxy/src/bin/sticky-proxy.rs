@@ -4,6 +4,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: the proxy allocates and frees
+/// small buffers per request on every thread (see bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sticky_proxy::config::Cli;
 use sticky_proxy::{Config, ConfigError, Proxy, ProxyHandle};
 use tokio::net::TcpListener;
@@ -26,11 +31,18 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .enable_all()
-        .build()
-    {
+    // One worker is one thread, like one nginx worker process: the
+    // current-thread scheduler then saves the cross-thread wake-ups (futex
+    // calls) a one-worker multi-thread runtime would make between its worker
+    // and the thread blocked in `block_on`.
+    let mut builder = if config.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(config.workers);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");
