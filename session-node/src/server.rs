@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -28,6 +29,13 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_forever(state.clone(), sweep_period(&config)));
     let dispatcher = tokio::spawn(dispatch_events(state.clone()));
     let drained = drain(state.clone(), shutdown, config.drain_timeout);
+    // Small request/response exchanges and realtime messages must not wait
+    // for Nagle's algorithm.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::trace!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(drained)
         .await;

@@ -29,6 +29,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_MAX_HEAD_SIZE: usize = 64 * 1024;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Smallest accepted `--max-head-size`: below this even ordinary browser
 /// requests would be refused.
 pub const MIN_MAX_HEAD_SIZE: usize = 1024;
@@ -109,6 +110,11 @@ pub struct Cli {
     #[arg(long, env = "STICKY_PROXY_MAX_HEAD_SIZE", value_name = "BYTES", value_parser = parse_byte_size)]
     pub max_head_size: Option<usize>,
 
+    /// How long a client connection may wait for (or send) its next request
+    /// head before it is closed, like nginx's `keepalive_timeout` [default: 75s].
+    #[arg(long, env = "STICKY_PROXY_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_alive_timeout: Option<Duration>,
+
     /// Time in-flight requests get to finish on shutdown [default: 10s].
     #[arg(long, env = "STICKY_PROXY_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -145,6 +151,8 @@ struct FileConfig {
     upstream_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "byte_size")]
     max_head_size: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    keep_alive_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
     workers: Option<usize>,
@@ -287,6 +295,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub max_head_size: usize,
+    pub keep_alive_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
 }
@@ -312,6 +321,7 @@ impl Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             workers: default_workers(),
         }
@@ -404,6 +414,10 @@ impl Config {
                 .max_head_size
                 .or(file.max_head_size)
                 .unwrap_or(DEFAULT_MAX_HEAD_SIZE),
+            keep_alive_timeout: cli
+                .keep_alive_timeout
+                .or(file.keep_alive_timeout)
+                .unwrap_or(DEFAULT_KEEP_ALIVE_TIMEOUT),
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file.shutdown_timeout)

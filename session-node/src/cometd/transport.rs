@@ -30,6 +30,9 @@ use crate::error::ApiError;
 /// in these), in bytes.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// Initial read buffer of a WebSocket client.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
+
 /// `POST <ctx>/cometd[/…]`: one long-polling request.
 pub async fn long_polling(
     State(state): State<AppState>,
@@ -78,7 +81,12 @@ pub async fn websocket(
         .into_response();
     };
     let bayeux = Arc::clone(&state.bayeux);
+    // axum's default buffers are 128 KiB each, and the read buffer is filled
+    // at once: ~137 KB of memory per idle client. Batches are small; the
+    // buffers grow when a large one comes.
     let mut response = upgrade
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(MAX_BATCH_BYTES)
         .on_upgrade(move |socket| serve_socket(bayeux, socket));
     state.stickiness.apply(response.headers_mut());
