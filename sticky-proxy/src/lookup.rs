@@ -8,7 +8,8 @@
 //! still answers for it), is the owner. Answers are cached (moka, TTL and
 //! size bound); concurrent lookups of one token share one round of requests.
 //! "Not found" is not cached: a session being created right now must be
-//! found a moment later.
+//! found a moment later. When no node claims the session but one of them did
+//! not answer, the answer is [`Owner::Unanswered`]: the caller must not guess.
 //!
 //! Entries are dropped when the owner answers 404 for a forwarded request of
 //! the session, when the owner goes down, and when it leaves the membership.
@@ -32,8 +33,11 @@ pub enum Owner {
     Cached(Arc<Node>),
     /// Asked of the nodes just now.
     Found(Arc<Node>),
-    /// No node answered 200 or 410.
+    /// Every node asked answered 404: the session exists nowhere.
     NotFound,
+    /// No node claimed the session, but this one did not answer (in time):
+    /// the session may well be there, so the request must not go elsewhere.
+    Unanswered(Arc<Node>),
 }
 
 /// The owner cache and the lookup that fills it.
@@ -46,9 +50,10 @@ pub struct OwnerLookup {
     timeout: Duration,
 }
 
-/// The lookup round found no owner (not cached).
-#[derive(Debug)]
-struct NoOwner;
+/// The lookup round found no owner (not cached): `Some(node)` when that
+/// node did not answer.
+#[derive(Debug, Clone)]
+struct NoOwner(Option<Arc<Node>>);
 
 impl OwnerLookup {
     /// `sessions_path` is `<ctx>/rest/live/sessions`; `origin` the `Origin`
@@ -87,12 +92,15 @@ impl OwnerLookup {
                 let owner = self.ask(token, nodes).await;
                 metrics::histogram!("proxy_lookup_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
-                owner.ok_or(NoOwner)
+                owner
             })
             .await;
         match found {
             Ok(node) => Owner::Found(node),
-            Err(_) => Owner::NotFound,
+            Err(no_owner) => match &no_owner.0 {
+                Some(silent) => Owner::Unanswered(silent.clone()),
+                None => Owner::NotFound,
+            },
         }
     }
 
@@ -124,7 +132,7 @@ impl OwnerLookup {
     /// wins. The other answers are still read to the end, in the background:
     /// dropping a request in flight would close its pooled connection, and
     /// every cold lookup would then pay for new connections.
-    async fn ask(&self, token: SessionToken, nodes: &NodeSet) -> Option<Arc<Node>> {
+    async fn ask(&self, token: SessionToken, nodes: &NodeSet) -> Result<Arc<Node>, NoOwner> {
         let mut asks: FuturesUnordered<_> = nodes
             .iter()
             .filter(|node| node.state() != NodeState::Down)
@@ -140,18 +148,31 @@ impl OwnerLookup {
                 ))
             })
             .collect();
+        let mut pending: Vec<Arc<Node>> = nodes
+            .iter()
+            .filter(|node| node.state() != NodeState::Down)
+            .cloned()
+            .collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut silent: Option<Arc<Node>> = None;
         let mut owner = None;
         loop {
             match tokio::time::timeout_at(deadline, asks.next()).await {
-                Ok(Some(Some(node))) => {
+                Ok(Some(Answer::Owner(node))) => {
                     owner = Some(node);
                     break;
                 }
-                Ok(Some(None)) => continue,
+                Ok(Some(Answer::NotHere(node))) => pending.retain(|n| !Arc::ptr_eq(n, &node)),
+                Ok(Some(Answer::NoAnswer(node))) => {
+                    pending.retain(|n| !Arc::ptr_eq(n, &node));
+                    silent.get_or_insert(node);
+                }
                 Ok(None) => break,
                 Err(_) => {
                     tracing::debug!(%token, "owner lookup timed out");
+                    if silent.is_none() {
+                        silent = pending.first().cloned();
+                    }
                     break;
                 }
             }
@@ -164,8 +185,19 @@ impl OwnerLookup {
                 .await;
             });
         }
-        owner
+        owner.ok_or(NoOwner(silent))
     }
+}
+
+/// One node's answer to "is this session yours?".
+#[derive(Debug)]
+enum Answer {
+    /// 200, or 410 (ended but retained).
+    Owner(Arc<Node>),
+    /// 404.
+    NotHere(Arc<Node>),
+    /// No answer, or one that says nothing (an error, a 5xx).
+    NoAnswer(Arc<Node>),
 }
 
 /// Asks one node whether it owns `token`.
@@ -175,27 +207,29 @@ async fn ask_one(
     uri: Uri,
     node: Arc<Node>,
     token: SessionToken,
-) -> Option<Arc<Node>> {
-    let request = Request::get(uri)
+) -> Answer {
+    let Ok(request) = Request::get(uri)
         .header(header::ORIGIN, origin)
         .body(UpstreamBody::Empty)
-        .ok()?;
+    else {
+        return Answer::NoAnswer(node);
+    };
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(node = node.name(), %error, "owner lookup request failed");
-            return None;
+            return Answer::NoAnswer(node);
         }
     };
     let status = response.status();
     // Read the small body so the connection returns to the pool.
     let _ = response.into_body().collect().await;
     match status {
-        StatusCode::OK | StatusCode::GONE => Some(node),
-        StatusCode::NOT_FOUND => None,
+        StatusCode::OK | StatusCode::GONE => Answer::Owner(node),
+        StatusCode::NOT_FOUND => Answer::NotHere(node),
         other => {
             tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
-            None
+            Answer::NoAnswer(node)
         }
     }
 }

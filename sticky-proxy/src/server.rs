@@ -604,6 +604,15 @@ async fn handle(
                 Owner::NotFound => {
                     forward_unbound(shared, client, request, Decision::LookupMiss).await
                 }
+                // The session may be on the node that did not answer: sending
+                // the request anywhere else could only misroute it.
+                Owner::Unanswered(node) => {
+                    shared.decide(Decision::Unavailable);
+                    node_error(
+                        &node,
+                        ProxyError::SessionServerUnavailable(node.name_arc().clone()),
+                    )
+                }
             }
         }
         Target::Unbound | Target::ProxyHealth => {

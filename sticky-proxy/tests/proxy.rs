@@ -219,6 +219,40 @@ async fn session_paths_are_routed_to_the_owner_found_by_lookup() {
 }
 
 #[tokio::test]
+async fn a_lookup_a_node_could_not_answer_is_503_not_a_guess() {
+    let n1 = FakeNode::start("node-1").await;
+    let n2 = FakeNode::start("node-2").await;
+    let proxy = TestProxy::start(&["--node", &n1.flag(), "--node", &n2.flag()]).await;
+    // node-2 passes its health checks but fails the lookup: the session may
+    // be there, so the request must not be balanced to node-1.
+    n2.state.lookup_failure.store(500, Ordering::SeqCst);
+    let token = n2.add_session();
+    let response = client()
+        .get(proxy.url(&format!("/cobrowse/rest/live/sessions/{token}")))
+        .header("origin", "http://a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = error_body(response).await;
+    assert_eq!(body.error, "session_server_unavailable");
+    assert!(body.message.contains("node-2"), "{}", body.message);
+    assert_eq!(n1.state.forwarded.load(Ordering::SeqCst), 0);
+
+    // Once node-2 answers again, the owner is found (nothing was cached).
+    n2.state.lookup_failure.store(0, Ordering::SeqCst);
+    let response = client()
+        .get(proxy.url(&format!("/cobrowse/rest/live/sessions/{token}")))
+        .header("origin", "http://a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: shared_types::api::GetSessionResponse = response.json().await.unwrap();
+    assert_eq!(body.session_server_name, "node-2");
+}
+
+#[tokio::test]
 async fn malformed_tokens_are_not_looked_up() {
     let n1 = FakeNode::start("node-1").await;
     let proxy = TestProxy::start(&["--node", &n1.flag()]).await;

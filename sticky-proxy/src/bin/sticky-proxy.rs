@@ -4,11 +4,6 @@
 
 use std::process::ExitCode;
 
-/// mimalloc rather than the system allocator: the proxy allocates and frees
-/// small buffers per request on every thread (see bench/RESULTS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use sticky_proxy::config::Cli;
 use sticky_proxy::{Config, ConfigError, Proxy, ProxyHandle};
 use tokio::net::TcpListener;

@@ -49,6 +49,9 @@ pub struct FakeState {
     pub forwarded: AtomicUsize,
     /// Delay before the response head of `/cobrowse/slow`.
     pub slow_ms: AtomicU64,
+    /// When set, owner lookups get this status instead of an answer (a node
+    /// in trouble that still passes its health check).
+    pub lookup_failure: AtomicU16,
 }
 
 /// A session node stand-in: answers with its own name and emulates
@@ -75,6 +78,7 @@ impl FakeNode {
             lookup_origins: Mutex::new(Vec::new()),
             forwarded: AtomicUsize::new(0),
             slow_ms: AtomicU64::new(0),
+            lookup_failure: AtomicU16::new(0),
         });
         let task_state = state.clone();
         let task = tokio::spawn(async move {
@@ -206,6 +210,13 @@ async fn answer(state: &FakeState, req: Request<Incoming>) -> Response<Full<Byte
             && path == format!("/cobrowse/rest/live/sessions/{token}");
         if is_get_session && !forwarded {
             state.lookups.fetch_add(1, Ordering::SeqCst);
+            let failure = state.lookup_failure.load(Ordering::SeqCst);
+            if failure != 0 {
+                return json(
+                    StatusCode::from_u16(failure).unwrap(),
+                    &ErrorBody::new("internal_error", "failing on purpose"),
+                );
+            }
             let origin = req
                 .headers()
                 .get("origin")
