@@ -163,7 +163,7 @@ impl OwnerLookup {
                     break;
                 }
                 Ok(Some(Answer::NotHere(node))) => pending.retain(|n| !Arc::ptr_eq(n, &node)),
-                Ok(Some(Answer::NoAnswer(node))) => {
+                Ok(Some(Answer::Silent(node))) => {
                     pending.retain(|n| !Arc::ptr_eq(n, &node));
                     silent.get_or_insert(node);
                 }
@@ -197,7 +197,7 @@ enum Answer {
     /// 404.
     NotHere(Arc<Node>),
     /// No answer, or one that says nothing (an error, a 5xx).
-    NoAnswer(Arc<Node>),
+    Silent(Arc<Node>),
 }
 
 /// Asks one node whether it owns `token`.
@@ -212,13 +212,13 @@ async fn ask_one(
         .header(header::ORIGIN, origin)
         .body(UpstreamBody::Empty)
     else {
-        return Answer::NoAnswer(node);
+        return Answer::Silent(node);
     };
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(node = node.name(), %error, "owner lookup request failed");
-            return Answer::NoAnswer(node);
+            return Answer::Silent(node);
         }
     };
     let status = response.status();
@@ -229,7 +229,7 @@ async fn ask_one(
         StatusCode::NOT_FOUND => Answer::NotHere(node),
         other => {
             tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
-            Answer::NoAnswer(node)
+            Answer::Silent(node)
         }
     }
 }
