@@ -129,6 +129,22 @@ impl Shared {
         }
     }
 
+    /// Sends a prepared request over `node`'s connection pool, with the
+    /// configured connect and response-head timeouts.
+    async fn send(
+        &self,
+        node: &Node,
+        request: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), ForwardFailure> {
+        forward::send(
+            node,
+            request,
+            self.config.connect_timeout,
+            self.config.upstream_timeout,
+        )
+        .await
+    }
+
     /// Passive detection: the node refused or reset a connection.
     fn mark_down(&self, node: &Arc<Node>, why: &str) {
         if node.set_state(NodeState::Down) != NodeState::Down {
@@ -686,13 +702,7 @@ async fn forward_bound(
     parts.uri = uri;
     let body = body.map_or(UpstreamBody::Empty, UpstreamBody::Client);
     let in_flight = node.begin_request();
-    let sent = forward::send(
-        &node,
-        Request::from_parts(parts, body),
-        shared.config.connect_timeout,
-        shared.config.upstream_timeout,
-    )
-    .await;
+    let sent = shared.send(&node, Request::from_parts(parts, body)).await;
     match sent {
         Ok((response, lease)) => {
             shared.decide(decision);
@@ -790,13 +800,7 @@ async fn forward_unbound(
             Request::from_parts(head, body)
         };
         let in_flight = node.begin_request();
-        let sent = forward::send(
-            &node,
-            request,
-            shared.config.connect_timeout,
-            shared.config.upstream_timeout,
-        )
-        .await;
+        let sent = shared.send(&node, request).await;
         match sent {
             Ok((response, lease)) => {
                 shared.decide(decision);

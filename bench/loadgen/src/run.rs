@@ -209,6 +209,84 @@ impl ErrorTally {
     }
 }
 
+/// What [`open_all`] got: the connections now held, the counts and the
+/// errors of the attempts that failed.
+#[derive(Debug)]
+pub struct Opened<T> {
+    pub held: Vec<T>,
+    pub counts: OpenCounts,
+    pub errors: ErrorTally,
+}
+
+/// One attempt: the held connection, or whether its TCP connect succeeded
+/// and why it then failed.
+pub type Attempt<T> = std::result::Result<T, (bool, String)>;
+
+/// Opens `count` connections, at most `concurrency` attempts in flight,
+/// reporting progress on stderr under `label`.
+pub async fn open_all<T, F, Fut>(
+    label: &str,
+    count: usize,
+    concurrency: usize,
+    open: F,
+) -> Result<Opened<T>>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>> + Send + 'static,
+{
+    let started = std::time::Instant::now();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let permit = std::sync::Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .context("concurrency limit")?;
+        let attempt = open();
+        attempts.spawn(async move {
+            let attempt = attempt.await;
+            drop(permit);
+            attempt
+        });
+    }
+    let mut opened = Opened {
+        held: Vec::with_capacity(count),
+        counts: OpenCounts::default(),
+        errors: ErrorTally::default(),
+    };
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok(Ok(connection)) => {
+                opened.counts.opened += 1;
+                opened.counts.ok += 1;
+                opened.held.push(connection);
+            }
+            Ok(Err((connected, error))) => {
+                opened.counts.opened += u64::from(connected);
+                opened.counts.failed += 1;
+                opened.errors.add(error);
+            }
+            Err(e) => {
+                opened.counts.failed += 1;
+                opened.errors.add(format_args!("task: {e}"));
+            }
+        }
+        let done = opened.counts.ok + opened.counts.failed;
+        if done % 1000 == 0 {
+            eprintln!("{label}: {done}/{count} attempted");
+        }
+    }
+    eprintln!(
+        "{label}: {} held, {} failed, in {:.1}s",
+        opened.counts.ok,
+        opened.counts.failed,
+        started.elapsed().as_secs_f64()
+    );
+    opened.errors.report(&format!("{label}: failed"));
+    Ok(opened)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

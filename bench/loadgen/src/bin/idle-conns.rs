@@ -18,13 +18,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use loadgen::http1;
-use loadgen::run::{self, ErrorTally, OpenCounts};
+use loadgen::run;
 use loadgen::{Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,7 +59,11 @@ struct Args {
 
 /// One attempt's result: the held connection, or why not (and whether TCP
 /// got through).
-type Attempt = std::result::Result<TcpStream, (bool, String)>;
+type Attempt = run::Attempt<TcpStream>;
+
+fn label() -> &'static str {
+    "idle-conns"
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -87,55 +88,15 @@ async fn main_async(args: Args) -> Result<()> {
         "idle-conns: opening {} connections to {} (GET {}, {} at a time)",
         args.connections, args.target, args.path, args.concurrency
     );
-    let started = Instant::now();
-    let permits = Arc::new(Semaphore::new(args.concurrency));
-    let mut attempts = JoinSet::new();
-    for _ in 0..args.connections {
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .context("concurrency limit")?;
-        let target = args.target.clone();
+    let target: Arc<str> = args.target.as_str().into();
+    let timeout = args.timeout;
+    let opened = run::open_all(label(), args.connections, args.concurrency, || {
+        let target = Arc::clone(&target);
         let request = Arc::clone(&request);
-        let timeout = args.timeout;
-        attempts.spawn(async move {
-            let attempt = open(&target, &request, timeout).await;
-            drop(permit);
-            attempt
-        });
-    }
-    let mut counts = OpenCounts::default();
-    let mut errors = ErrorTally::default();
-    let mut held = Vec::with_capacity(args.connections);
-    while let Some(joined) = attempts.join_next().await {
-        match joined {
-            Ok(Ok(stream)) => {
-                counts.opened += 1;
-                counts.ok += 1;
-                held.push(stream);
-            }
-            Ok(Err((opened, error))) => {
-                counts.opened += u64::from(opened);
-                counts.failed += 1;
-                errors.add(error);
-            }
-            Err(e) => {
-                counts.failed += 1;
-                errors.add(format_args!("task: {e}"));
-            }
-        }
-        let done = counts.ok + counts.failed;
-        if done % 1000 == 0 {
-            eprintln!("idle-conns: {done}/{} attempted", args.connections);
-        }
-    }
-    eprintln!(
-        "idle-conns: {} held, {} failed, in {:.1}s",
-        counts.ok,
-        counts.failed,
-        started.elapsed().as_secs_f64()
-    );
-    errors.report("idle-conns: failed");
+        async move { open(&target, &request, timeout).await }
+    })
+    .await?;
+    let (held, counts) = (opened.held, opened.counts);
     run::print_json_line(&counts)?;
 
     eprintln!(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use loadgen::bayeux::{self, Client};
-use loadgen::run::{self, ErrorTally, OpenCounts};
+use loadgen::run;
 use loadgen::{Context, Result};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -65,7 +65,11 @@ struct Args {
 
 /// One attempt's result: the held client, or why not (and whether the
 /// upgrade got through).
-type Attempt = std::result::Result<Client, (bool, String)>;
+type Attempt = run::Attempt<Client>;
+
+fn label() -> &'static str {
+    "ws-tunnels"
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -93,55 +97,14 @@ async fn main_async(args: Args) -> Result<()> {
         "ws-tunnels: opening {} WebSockets to {} ({} at a time)",
         args.connections, args.url, args.concurrency
     );
-    let started = Instant::now();
-    let permits = Arc::new(Semaphore::new(args.concurrency));
-    let mut attempts = JoinSet::new();
-    for _ in 0..args.connections {
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .context("concurrency limit")?;
+    let timeout = args.timeout;
+    let opened = run::open_all(label(), args.connections, args.concurrency, || {
         let url = Arc::clone(&url);
         let expected_node = expected_node.clone();
-        let timeout = args.timeout;
-        attempts.spawn(async move {
-            let attempt = open(&url, expected_node.as_deref(), timeout).await;
-            drop(permit);
-            attempt
-        });
-    }
-    let mut counts = OpenCounts::default();
-    let mut errors = ErrorTally::default();
-    let mut held = Vec::with_capacity(args.connections);
-    while let Some(joined) = attempts.join_next().await {
-        match joined {
-            Ok(Ok(client)) => {
-                counts.opened += 1;
-                counts.ok += 1;
-                held.push(client);
-            }
-            Ok(Err((opened, error))) => {
-                counts.opened += u64::from(opened);
-                counts.failed += 1;
-                errors.add(error);
-            }
-            Err(e) => {
-                counts.failed += 1;
-                errors.add(format_args!("task: {e}"));
-            }
-        }
-        let done = counts.ok + counts.failed;
-        if done % 1000 == 0 {
-            eprintln!("ws-tunnels: {done}/{} attempted", args.connections);
-        }
-    }
-    eprintln!(
-        "ws-tunnels: {} held, {} failed, in {:.1}s",
-        counts.ok,
-        counts.failed,
-        started.elapsed().as_secs_f64()
-    );
-    errors.report("ws-tunnels: failed");
+        async move { open(&url, expected_node.as_deref(), timeout).await }
+    })
+    .await?;
+    let (held, counts) = (opened.held, opened.counts);
     run::print_json_line(&counts)?;
 
     eprintln!(
