@@ -1,0 +1,1986 @@
+#!/usr/bin/env python3
+"""Benchmark of the co-browse cluster fronts: sticky-proxy against nginx and
+HAProxy (and straight to a node), with wrk.
+
+    python3 bench/run.py            # the full run (make bench)
+    python3 bench/run.py --quick    # the short one (make bench-quick)
+    python3 bench/run.py --help     # every knob
+
+What it does, in order (README.md explains the why):
+  1. checks the tools (installs nginx, haproxy, wrk with apt-get if missing);
+  2. starts node-1..node-3 (behind the fronts) and node-0 (the "direct" rows);
+  3. WebSocket: the realtime scale run (cometd-load: customers and agents on
+     WebSocket through a fresh sticky-proxy, while the nodes are still
+     fresh), then fresh fronts holding 1,000 WebSocket tunnels each
+     (ws-tunnels) and a fresh node holding 1,000 WebSocket clients;
+  4. starts every front twice (1 worker, 2 workers) from the templates in
+     this directory, checks that each routes correctly, warms them up;
+  5. saturation rounds: every scenario, fronts interleaved, N rounds;
+  6. fixed-rate rounds: latency at a rate well below saturation;
+  7. memory: fresh fronts holding 10,000 idle keep-alive connections, and a
+     fresh node holding 100,000 sessions;
+  8. writes results.json and RESULTS.md (ending with optimisations.md);
+     stops everything it started.
+
+Standard library only.
+"""
+
+import argparse
+import asyncio
+import ctypes
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIME = time.time()
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+ORIGIN = "http://bench.test"
+SESSIONS_PATH = "/cobrowse/rest/live/sessions"
+NODE_NAMES = ["node-1", "node-2", "node-3"]
+FRONT_KINDS = ["nginx", "haproxy", "sticky-proxy"]
+
+# CPU placement with --pin split (the default; README.md, "CPU placement"):
+# wrk on CPU 0, a one-worker front on CPU 1, two-worker fronts and the nodes
+# anywhere.
+WRK_CPUS = "0"
+ONE_WORKER_CPUS = "1"
+
+# A run during which processes this bench did not start (another tenant of a
+# shared machine) used more than this share of the CPU is run again, at most
+# MAX_RETRIES_PER_RUN times, as long as the time budget allows.
+FOREIGN_LIMIT = 10.0
+MAX_RETRIES_PER_RUN = 2
+
+# Up to this share of unexpected non-2xx answers in a run is reported (and
+# fails the bench at the end) rather than stopping it at once: see
+# check_errors().
+SOFT_ERROR_SHARE = 0.001
+
+# Issue 5's realtime target (the realtime section of RESULTS.md).
+REALTIME_TARGET_SESSIONS = 1000
+REALTIME_TARGET_RATE = 10
+REALTIME_TARGET_P99_MS = 20.0
+# A realtime run disturbed by other processes is run again at most this
+# many times (each takes ~25 s in the full run), budget allowing.
+MAX_REALTIME_RETRIES = 1
+# The node every WebSocket tunnel is routed to (by the query parameter).
+TUNNEL_NODE = "node-1"
+
+
+class BenchError(Exception):
+    """A failure that must stop the run (a front answering errors, ...)."""
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    quick: bool
+    rounds: int
+    duration: int              # seconds of each saturation run
+    rate_duration: int         # seconds of each fixed-rate run
+    rate: int                  # requests/s of the fixed-rate runs
+    cold_rate: int             # requests/s of the cold-lookup fixed-rate runs
+    connections: int           # wrk connections at saturation
+    rate_connections: int      # wrk connections (= threads) at a fixed rate
+    scenarios: list
+    workers: list
+    memory_workers: list       # worker counts measured in the memory phase
+    idle_connections: int
+    node_sessions: int         # sessions in the node memory test
+    out_dir: Path
+    results_md: Path
+    results_json: Path
+    port_base: int
+    time_budget: int           # seconds the whole run should take at most
+    pin: bool                  # --pin split
+    rate_phase: bool
+    bin_dir: Path
+    fronts: list
+    rate_rounds: int           # rounds of the fixed-rate phase
+    websocket: bool            # the WebSocket phases (realtime, tunnels)
+    tunnels: int               # WebSocket tunnels held per fresh front
+    tunnel_workers: list       # worker counts of the tunnel measurement
+    realtime_sessions: int     # cometd-load sessions (each 2 clients)
+    realtime_rate: float       # messages/s each customer publishes
+    realtime_duration: int     # seconds the customers publish
+    realtime_fronts: list      # fronts the realtime run goes through
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="3 rounds of 1 s runs (2 at a fixed rate), one worker only, no header "
+                        "scenario, a 200-session realtime run; writes bench/out/quick/ instead of "
+                        "bench/RESULTS.md")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--duration", type=int, help="seconds per saturation run (wrk takes whole seconds)")
+    p.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run")
+    p.add_argument("--rate", type=int, default=2000, help="fixed rate, requests/s (default 2000)")
+    p.add_argument("--cold-rate", type=int, default=1000,
+                   help="fixed rate of the cold-lookup latency runs (default 1000)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
+    p.add_argument("--scenarios", help="comma-separated subset of: " + ",".join(SCENARIO_ORDER))
+    p.add_argument("--workers", help="comma-separated worker counts (default 1,2)")
+    p.add_argument("--fronts", default=",".join(FRONT_KINDS),
+                   help="comma-separated subset of nginx,haproxy,sticky-proxy")
+    p.add_argument("--idle-connections", type=int, default=10_000)
+    p.add_argument("--node-sessions", type=int, default=100_000)
+    p.add_argument("--no-memory", action="store_true", help="skip the memory phase")
+    p.add_argument("--out", help="directory for results (default bench/ or bench/out/quick/)")
+    p.add_argument("--port-base", type=int, default=int(os.environ.get("BENCH_PORT_BASE", "18700")))
+    p.add_argument("--pin", choices=["split", "none"], default="split",
+                   help="split (default): wrk on CPU 0 and one-worker fronts on CPU 1 (taskset), "
+                        "the rest unpinned; none: the scheduler places everything; see README.md")
+    p.add_argument("--no-rate", action="store_true", help="skip the fixed-rate phase")
+    p.add_argument("--rate-rounds", type=int,
+                   help="rounds of the fixed-rate phase (default 3, quick 2)")
+    p.add_argument("--no-websocket", action="store_true",
+                   help="skip the WebSocket phases (realtime scale run, WebSocket tunnels)")
+    p.add_argument("--tunnels", type=int, default=1000,
+                   help="WebSocket tunnels held through each fresh front (default 1000)")
+    p.add_argument("--realtime-sessions", type=int,
+                   help="sessions of the realtime run, each a customer and an agent "
+                        f"(default {REALTIME_TARGET_SESSIONS}, quick 200)")
+    p.add_argument("--realtime-duration", type=int,
+                   help="seconds the realtime run's customers publish (default 20, quick 5)")
+    p.add_argument("--realtime-rate", type=float, default=REALTIME_TARGET_RATE,
+                   help=f"messages/s per customer in the realtime run (default {REALTIME_TARGET_RATE})")
+    p.add_argument("--realtime-fronts", default="sticky-proxy",
+                   help="comma-separated fronts the realtime run goes through, each fresh "
+                        "(default sticky-proxy; nginx,haproxy add about 25 s each)")
+    p.add_argument("--time-budget", type=int,
+                   help="seconds the run may take (default 540, quick 105); what the plan leaves "
+                        "over goes to retries of runs disturbed by other processes")
+    p.add_argument("--bin-dir", default=str(REPO_DIR / "target" / "release"))
+    a = p.parse_args(argv)
+
+    quick = a.quick
+    scenarios = (a.scenarios.split(",") if a.scenarios
+                 else (QUICK_SCENARIOS if quick else SCENARIO_ORDER))
+    for s in scenarios:
+        if s not in SCENARIOS:
+            p.error(f"unknown scenario {s}")
+    workers = [int(w) for w in a.workers.split(",")] if a.workers else ([1] if quick else [1, 2])
+    work = BENCH_DIR / "out" / ("quick" if quick else "full")
+    out = Path(a.out) if a.out else (work if quick else BENCH_DIR)
+    fronts = [f for f in a.fronts.split(",") if f]
+    realtime_fronts = [f for f in a.realtime_fronts.split(",") if f]
+    for f in fronts + realtime_fronts:
+        if f not in FRONT_KINDS:
+            p.error(f"unknown front {f}")
+    # sticky-proxy first: the nodes' memory figures are clean only for the
+    # first realtime run (the nodes are fresh before it).
+    realtime_fronts.sort(key=lambda f: f != "sticky-proxy")
+    return Settings(
+        quick=quick,
+        rounds=a.rounds or (3 if quick else 5),
+        duration=a.duration or (1 if quick else 2),
+        rate_duration=a.rate_duration or (1 if quick else 2),
+        rate=a.rate,
+        cold_rate=a.cold_rate,
+        connections=a.connections,
+        rate_connections=32,
+        scenarios=scenarios,
+        workers=workers,
+        memory_workers=[] if a.no_memory else workers,
+        idle_connections=a.idle_connections,
+        node_sessions=0 if a.no_memory else a.node_sessions,
+        out_dir=work,
+        results_md=out / "RESULTS.md",
+        results_json=out / "results.json",
+        port_base=a.port_base,
+        time_budget=a.time_budget or (105 if quick else 540),
+        pin=a.pin == "split",
+        rate_phase=not a.no_rate,
+        bin_dir=Path(a.bin_dir),
+        fronts=fronts,
+        rate_rounds=a.rate_rounds or (2 if quick else 3),
+        websocket=not a.no_websocket,
+        tunnels=a.tunnels,
+        tunnel_workers=workers,
+        realtime_sessions=a.realtime_sessions or (200 if quick else REALTIME_TARGET_SESSIONS),
+        realtime_rate=a.realtime_rate,
+        realtime_duration=a.realtime_duration or (5 if quick else 20),
+        realtime_fronts=realtime_fronts,
+    )
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    script: str
+    mode: str = ""             # get.lua: cookie | header | none
+    lookup: bool = False       # needs the owner lookup (nginx/HAProxy cannot)
+    cold: bool = False         # every request a token new to the front
+    direct: str = ""           # which direct run is this scenario's ceiling
+    # Share of non-2xx answers accepted from nginx/HAProxy (mixed: their
+    # lookups go round-robin and 2 in 3 land on a node that answers 404).
+    allowed_errors_no_lookup: float = 0.0
+
+
+SCENARIOS = {
+    "cookie": Scenario("cookie", "1 sticky hit (cookie)", "get.lua", "cookie", direct="get"),
+    "header": Scenario("header", "2 header affinity", "get.lua", "header", direct="get"),
+    "lookup-warm": Scenario("lookup-warm", "3 lookup, warm cache", "get.lua", "none",
+                            lookup=True, direct="get"),
+    "lookup-cold": Scenario("lookup-cold", "3 lookup, cold (new token each request)", "get.lua",
+                            "none", lookup=True, cold=True, direct="get"),
+    "create": Scenario("create", "4 create session", "create.lua", direct="create"),
+    "mixed": Scenario("mixed", "5 mixed 70/20/10", "mixed.lua", direct="mixed",
+                      allowed_errors_no_lookup=0.16),
+}
+SCENARIO_ORDER = ["cookie", "header", "lookup-warm", "lookup-cold", "create", "mixed"]
+QUICK_SCENARIOS = ["cookie", "lookup-warm", "lookup-cold", "create", "mixed"]
+
+# The direct runs (wrk straight at node-0): the ceiling of each scenario.
+DIRECT_RUNS = {
+    "get": ("get.lua", "cookie"),
+    "create": ("create.lua", ""),
+    "mixed": ("mixed.lua", ""),
+}
+
+
+# --------------------------------------------------------------------------
+# Processes: start, wait for a port, stop (only what we started, by pid)
+# --------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    # If run.py is killed outright, the kernel sends SIGTERM to this child.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    extra_pids: list = field(default_factory=list)   # nginx workers
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def all_pids(self):
+        return [self.pid] + self.extra_pids
+
+
+class Procs:
+    """Every long-lived process the run started; stop_all() on exit."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.procs = []
+
+    def start(self, name, argv, cpus=None, env=None):
+        if cpus:
+            argv = ["taskset", "-c", cpus] + argv
+        logf = open(self.log_dir / f"{name}.log", "ab")
+        popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, preexec_fn=_die_with_parent)
+        logf.close()
+        proc = Proc(name, popen)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, grace=3.0):
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        for pid in proc.extra_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in reversed(list(self.procs)):
+            self.stop(proc)
+
+
+def ensure_port_free(port):
+    """Refuses to start on a port something else listens on: wait_port()
+    would otherwise take that other process for ours."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise BenchError(f"port {port} is in use ({e.strerror}): stop what holds it "
+                             "or pick other ports with --port-base")
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.popen.poll() is not None:
+            raise BenchError(f"{proc.name} exited with {proc.popen.returncode}; see its log")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"{proc.name} not listening on {port} after {timeout}s")
+
+
+def children_of(pid):
+    pids = []
+    task_dir = Path(f"/proc/{pid}/task")
+    for task in task_dir.glob("*"):
+        try:
+            pids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def proc_status(pid, key):
+    """A kB figure from /proc/PID/status (VmRSS, VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no {key} for pid {pid}")
+
+
+def cpu_ticks(pid):
+    """utime + stime of a whole process (all threads), in clock ticks."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return total - idle, total
+
+
+# --------------------------------------------------------------------------
+# Tools and versions
+# --------------------------------------------------------------------------
+
+def ensure_tools():
+    missing = [t for t in ("nginx", "haproxy", "wrk") if not find_tool(t)]
+    if missing:
+        log(f"missing {', '.join(missing)}: installing nginx haproxy wrk "
+            "(apt-get update && apt-get install -y nginx haproxy wrk)")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "update"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "nginx", "haproxy", "wrk"], check=True)
+    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+        if not find_tool(tool):
+            raise BenchError(f"{tool} not found")
+
+
+def find_tool(name):
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+
+
+def run_text(argv, cwd=None):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=20)
+        return (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unavailable ({e})"
+
+
+def machine_info():
+    cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                      if l.startswith("model name")), "unknown")
+    mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    dirty = run_text(["git", "--no-optional-locks", "status", "--porcelain"], cwd=REPO_DIR)
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "versions": {
+            "nginx": run_text([find_tool("nginx"), "-v"]),
+            "haproxy": run_text([find_tool("haproxy"), "-v"]).splitlines()[0],
+            "wrk": run_text([find_tool("wrk"), "-v"]).splitlines()[0],
+            "rustc": run_text(["rustc", "-V"]),
+            "python": platform.python_version(),
+            "git_head": run_text(["git", "rev-parse", "HEAD"], cwd=REPO_DIR),
+            "git_worktree_dirty": bool(dirty.strip()),
+        },
+        "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "background_cpu_pct_at_start": background_cpu(),
+    }
+
+
+def background_cpu(seconds=1.0):
+    """Share of the machine's CPU busy before the bench starts anything."""
+    b0, t0 = machine_ticks()
+    time.sleep(seconds)
+    b1, t1 = machine_ticks()
+    return round(100 * (b1 - b0) / max(t1 - t0, 1), 1)
+
+
+# --------------------------------------------------------------------------
+# HTTP helpers: pipelined requests straight to a node, and checks via a front
+# --------------------------------------------------------------------------
+
+TOKEN_RE = re.compile(rb'"sessionToken":"(\d{9})"')
+CREATE_REQ = (f"POST {SESSIONS_PATH} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def _create_on_connection(port, n, out, depth=512):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        while n > 0:
+            k = min(depth, n)
+            s.sendall(CREATE_REQ * k)
+            buf = b""
+            # Every answer is JSON: k answers are in once k status lines are
+            # and the buffer ends with a closing brace.
+            while not (buf.endswith(b"}") and buf.count(b"HTTP/1.1 ") >= k):
+                data = s.recv(1 << 20)
+                if not data:
+                    raise BenchError(f"node on {port} closed the connection while creating sessions")
+                buf += data
+            if buf.count(b"HTTP/1.1 200 ") != k:
+                bad = re.search(rb"HTTP/1.1 (?!200 )[\s\S]{0,300}", buf)
+                raise BenchError(f"node on {port} refused some Create Session: {bad.group(0)!r}")
+            out += [t.decode() for t in TOKEN_RE.findall(buf)]
+            n -= k
+
+
+def create_sessions(port, n, connections=4):
+    """Creates n sessions straight on the node at port (pipelined POSTs)."""
+    outs = [[] for _ in range(connections)]
+    share = [n // connections + (i < n % connections) for i in range(connections)]
+    threads = [threading.Thread(target=_wrap_errors, args=(_create_on_connection, port, share[i], outs[i]))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in outs:
+        if o and isinstance(o[-1], BaseException):
+            raise BenchError(str(o[-1]))
+    tokens = [t for o in outs for t in o]
+    if len(tokens) != n:
+        raise BenchError(f"created {len(tokens)} sessions on {port}, wanted {n}")
+    return tokens
+
+
+def _wrap_errors(fn, port, n, out):
+    try:
+        fn(port, n, out)
+    except BaseException as e:  # reported by create_sessions
+        out.append(e)
+
+
+def touch_sessions(port, tokens):
+    """Get Session of every token straight on its node: keeps them from going
+    idle, and proves they are still live (200)."""
+    req = "".join(f"GET {SESSIONS_PATH}/{t} HTTP/1.1\r\nHost: bench\r\nOrigin: {ORIGIN}\r\n\r\n"
+                  for t in tokens).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(req)
+        buf = b""
+        while not (buf.endswith(b"}") and buf.count(b"HTTP/1.1 ") >= len(tokens)):
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+    ok = buf.count(b"HTTP/1.1 200 ")
+    if ok != len(tokens):
+        raise BenchError(f"only {ok} of {len(tokens)} sessions still live on {port}")
+
+
+def http_request(port, method, path, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, body
+    finally:
+        conn.close()
+
+
+def server_name(body):
+    try:
+        return json.loads(body).get("sessionServerName")
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# The cluster: nodes, session pools
+# --------------------------------------------------------------------------
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    proc: Proc = None
+
+
+def node_argv(settings, name, port, idle_timeout="30s", retention="10s", max_sessions=1_000_000):
+    # The Create runs make sessions fast (a direct run alone makes 150,000+
+    # in 2 s): a short idle timeout and retention let them expire, and
+    # --max-sessions is raised from 200,000 so that a few seconds of them
+    # cannot exhaust it. The bench touches its own sessions before every run.
+    return [str(settings.bin_dir / "session-node"), "--name", name,
+            "--listen", f"127.0.0.1:{port}", "--allowed-origins", "*",
+            "--max-sessions", str(max_sessions), "--session-idle-timeout", idle_timeout,
+            "--session-retention", retention, "--drain-timeout", "1s"]
+
+
+def start_node(procs, settings, name, port, **kw):
+    ensure_port_free(port)
+    node = Node(name, port)
+    node.proc = procs.start(name, node_argv(settings, name, port, **kw))
+    wait_port(port, node.proc)
+    return node
+
+
+@dataclass
+class Pools:
+    """Pre-created sessions and the Lua files wrk reads them from."""
+    hits: list                 # [(token, node name)] on node-1..3, interleaved
+    direct: list               # [(token, "node-0")] on the direct node
+    hits_file: Path
+    direct_file: Path
+
+
+def write_sessions_file(path, pairs):
+    with open(path, "w") as f:
+        f.writelines(f"{token} {node}\n" for token, node in pairs)
+    return path
+
+
+def interleave(per_node):
+    """[[n1 tokens], [n2 tokens], ...] -> [(t, node-1), (t, node-2), ...]"""
+    out = []
+    for i in range(max(len(x) for x in per_node)):
+        for k, tokens in enumerate(per_node):
+            if i < len(tokens):
+                out.append((tokens[i], NODE_NAMES[k]))
+    return out
+
+
+def make_pools(settings, nodes, direct_node, per_node=100):
+    hits = interleave([create_sessions(n.port, per_node, connections=1) for n in nodes])
+    direct = [(t, "node-0") for t in create_sessions(direct_node.port, per_node, connections=1)]
+    data = settings.out_dir / "data"
+    return Pools(hits, direct, write_sessions_file(data / "hits.txt", hits),
+                 write_sessions_file(data / "direct.txt", direct))
+
+
+def touch_pools(pools, nodes, direct_node):
+    by_node = {n.name: [] for n in nodes}
+    for token, name in pools.hits:
+        by_node[name].append(token)
+    for n in nodes:
+        touch_sessions(n.port, by_node[n.name])
+    touch_sessions(direct_node.port, [t for t, _ in pools.direct])
+
+
+def make_cold_pool(settings, nodes, total, tag):
+    per = total // len(nodes) + 1
+    pairs = interleave([create_sessions(n.port, per) for n in nodes])
+    return write_sessions_file(settings.out_dir / "data" / f"cold-{tag}.txt", pairs)
+
+
+# --------------------------------------------------------------------------
+# Fronts
+# --------------------------------------------------------------------------
+
+@dataclass
+class Front:
+    kind: str                  # nginx | haproxy | sticky-proxy | direct
+    workers: int
+    port: int
+    cpus: str = None
+    proc: Proc = None
+
+    @property
+    def label(self):
+        return self.kind if self.kind == "direct" else f"{self.kind} w{self.workers}"
+
+    @property
+    def can_lookup(self):
+        return self.kind in ("sticky-proxy", "direct")
+
+    def pids(self):
+        return self.proc.all_pids() if self.proc else []
+
+
+def fill_template(name, values):
+    text = (BENCH_DIR / name).read_text()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        raise BenchError(f"{name}: unfilled placeholders {left}")
+    return text
+
+
+def start_front(procs, settings, kind, workers, port, nodes, tag=""):
+    cpus = ONE_WORKER_CPUS if (settings.pin and workers == 1) else None
+    name = f"{kind}-w{workers}{tag}"
+    values = {"WORKERS": workers, "PORT": port, "NAME": name, "RUN_DIR": settings.out_dir / "run",
+              "NODE1_PORT": nodes[0].port, "NODE2_PORT": nodes[1].port, "NODE3_PORT": nodes[2].port}
+    conf_dir = settings.out_dir / "conf"
+    if kind == "nginx":
+        conf = conf_dir / f"{name}.conf"
+        conf.write_text(fill_template("nginx.conf.tmpl", values))
+        argv = [find_tool("nginx"), "-p", str(settings.out_dir / "run"), "-c", str(conf)]
+    elif kind == "haproxy":
+        conf = conf_dir / f"{name}.cfg"
+        conf.write_text(fill_template("haproxy.cfg.tmpl", values))
+        argv = [find_tool("haproxy"), "-db", "-f", str(conf)]
+    elif kind == "sticky-proxy":
+        argv = [str(settings.bin_dir / "sticky-proxy"), "--listen", f"127.0.0.1:{port}",
+                "--workers", str(workers), "--lookup-origin", ORIGIN]
+        for n in nodes:
+            argv += ["--node", f"{n.name}=http://127.0.0.1:{n.port}"]
+        (conf_dir / f"{name}.cmdline").write_text(" ".join(argv) + "\n")
+    else:
+        raise ValueError(kind)
+    ensure_port_free(port)
+    front = Front(kind, workers, port, cpus)
+    front.proc = procs.start(name, argv, cpus=cpus)
+    wait_port(port, front.proc)
+    if kind == "nginx":
+        time.sleep(0.2)
+        front.proc.extra_pids = children_of(front.proc.pid)
+    return front
+
+
+def other_node(node):
+    return NODE_NAMES[(NODE_NAMES.index(node) + 1) % len(NODE_NAMES)]
+
+
+def verify_front(front, pools):
+    """Routing check before measuring: each node's cookie, header and query
+    parameter (what a WebSocket carries) must reach that node, and the cookie
+    must win over a query parameter naming another node; creates must spread
+    over the three nodes; sticky-proxy must also find owners without any."""
+    samples = {}
+    for token, node in pools.hits:
+        samples.setdefault(node, [])
+        if len(samples[node]) < 2:
+            samples[node].append(token)
+    # (how, extra headers, query string) for a session of node n
+    checks = [("cookie", lambda n: {"Cookie": f"gcbSessionServer={n}"}, lambda n: ""),
+              ("header", lambda n: {"gcbSessionServer": n}, lambda n: ""),
+              ("query parameter", lambda n: {}, lambda n: f"?gcbSessionServer={n}"),
+              ("cookie over a query parameter naming another node",
+               lambda n: {"Cookie": f"gcbSessionServer={n}"},
+               lambda n: f"?gcbSessionServer={other_node(n)}")]
+    if front.can_lookup:
+        checks.append(("lookup", lambda n: {}, lambda n: ""))
+    for how, extra, query in checks:
+        for node, tokens in samples.items():
+            for token in tokens:
+                status, body = http_request(front.port, "GET", f"{SESSIONS_PATH}/{token}{query(node)}",
+                                            {"Origin": ORIGIN, **extra(node)})
+                if status != 200 or server_name(body) != node:
+                    raise BenchError(f"{front.label}: Get Session by {how} of a {node} session answered "
+                                     f"{status} {body[:120]!r}")
+    seen = set()
+    for _ in range(6):
+        status, body = http_request(front.port, "POST", SESSIONS_PATH, {"Content-Length": "0"})
+        if status != 200:
+            raise BenchError(f"{front.label}: Create Session answered {status} {body[:120]!r}")
+        seen.add(server_name(body))
+    if seen != set(NODE_NAMES):
+        raise BenchError(f"{front.label}: 6 creates went to {sorted(seen)}, not all three nodes")
+
+
+def warm_lookup_cache(front, pools):
+    """Asks sticky-proxy for every hit token without cookie, so its owner
+    cache holds them all (the lookup-warm scenario)."""
+    if front.kind != "sticky-proxy":
+        return
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=5)
+    try:
+        for token, node in pools.hits:
+            conn.request("GET", f"{SESSIONS_PATH}/{token}", headers={"Origin": ORIGIN})
+            r = conn.getresponse()
+            body = r.read()
+            if r.status != 200 or server_name(body) != node:
+                raise BenchError(f"{front.label}: lookup of {token} answered {r.status} {body[:120]!r}")
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+def run_wrk(settings, port, script, args, duration, connections, threads=1, our_pids=()):
+    """Runs wrk against 127.0.0.1:port; returns its BENCH_JSON report plus
+    CPU figures (machine busy share, and the share used by processes this
+    run did not start: another tenant on a shared machine)."""
+    argv = [find_tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s",
+            "-s", str(BENCH_DIR / script), f"http://127.0.0.1:{port}", "--"] + args
+    if settings.pin:
+        argv = ["taskset", "-c", WRK_CPUS] + argv
+    ours0 = sum(cpu_ticks(pid) for pid in our_pids)
+    busy0, total0 = machine_ticks()
+    wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=_die_with_parent)
+    out, err = wrk.communicate(timeout=duration + 60)
+    busy1, total1 = machine_ticks()
+    ours1 = sum(cpu_ticks(pid) for pid in our_pids)
+    wrk_ticks = children_ticks_delta()
+    if wrk.returncode != 0:
+        raise BenchError(f"wrk failed ({wrk.returncode}): {out.decode()[-300:]} {err.decode()[-300:]}")
+    m = re.search(r"^BENCH_JSON (.*)$", out.decode(), re.M)
+    if not m:
+        raise BenchError(f"no report from wrk: {out.decode()[-500:]} {err.decode()[-500:]}")
+    report = json.loads(m.group(1))
+    total = max(total1 - total0, 1)
+    report["rps"] = report["requests"] / (report["duration_us"] / 1e6)
+    report["cpu_busy_pct"] = round(100 * (busy1 - busy0) / total, 1)
+    foreign = (busy1 - busy0) - (ours1 - ours0) - wrk_ticks
+    report["cpu_foreign_pct"] = round(max(0.0, 100 * foreign / total), 1)
+    return report
+
+
+_children_seen = [0]
+
+
+def children_ticks_delta():
+    """CPU ticks of children reaped since the last call (that is, wrk)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = int((ru.ru_utime + ru.ru_stime) * os.sysconf("SC_CLK_TCK"))
+    delta = ticks - _children_seen[0]
+    _children_seen[0] = ticks
+    return delta
+
+
+def check_errors(label, scenario, report, allowed_status_share=0.0):
+    """Stops the run on any socket error, or on non-2xx answers beyond the
+    allowed share plus SOFT_ERROR_SHARE. A few stray non-2xx answers (at
+    most SOFT_ERROR_SHARE of the run) are recorded in the report instead
+    (`unexpected_non2xx`): the run goes on, RESULTS.md flags them, and the
+    bench exits with status 1 at the end."""
+    e = report["errors"]
+    sock = e["connect"] + e["read"] + e["write"] + e["timeout"]
+    if report["requests"] == 0:
+        raise BenchError(f"{label} / {scenario}: no request completed")
+    if sock:
+        raise BenchError(f"{label} / {scenario}: socket errors {e}")
+    share = e["status"] / report["requests"]
+    seen = f"; statuses seen: {report['bad_statuses']}" if report.get("bad_statuses") else ""
+    if share > allowed_status_share + SOFT_ERROR_SHARE:
+        raise BenchError(f"{label} / {scenario}: {e['status']} non-2xx answers of {report['requests']} "
+                         f"({100 * share:.2f} %, allowed {100 * allowed_status_share:.0f} %){seen}")
+    if allowed_status_share == 0 and e["status"]:
+        report["unexpected_non2xx"] = e["status"]
+        log(f"WARNING {label} / {scenario}: {e['status']} non-2xx answers of {report['requests']}{seen}")
+
+
+# --------------------------------------------------------------------------
+# Phases
+# --------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, settings, procs):
+        self.s = settings
+        self.procs = procs
+        self.nodes = []
+        self.direct_node = None
+        self.fronts = []           # every front instance (not direct)
+        self.direct = None         # pseudo-front for the direct rows
+        self.pools = None
+        self.runs = []             # every measured run, saturation and fixed rate
+        self.memory = []
+        self.node_memory = None
+        self.tunnels = []          # fresh fronts holding WebSocket tunnels
+        self.node_ws = None        # a fresh node holding WebSocket clients
+        self.realtime = []         # cometd-load runs
+        self.phase_seconds = {}
+        self._kinds = None
+        self.skipped = []
+        self.cold_counter = 0
+        self.retries = 0
+        self.retries_left = 0      # set by plan_retries()
+        self.info = {}
+        self.t0 = START_TIME
+
+    # -- setup --------------------------------------------------------------
+
+    def start_cluster(self):
+        base = self.s.port_base
+        self.nodes = [start_node(self.procs, self.s, name, base + 1 + i)
+                      for i, name in enumerate(NODE_NAMES)]
+        self.direct_node = start_node(self.procs, self.s, "node-0", base)
+        self.direct = Front("direct", 0, base)
+        self.pools = make_pools(self.s, self.nodes, self.direct_node)
+        log(f"nodes on {base + 1}..{base + 3}, direct node-0 on {base}; "
+            f"{len(self.pools.hits)} + {len(self.pools.direct)} sessions pre-created")
+
+    def usable_kinds(self):
+        """The fronts asked for (--fronts), without sticky-proxy when its
+        binary is missing or does not run (said once, in the notes)."""
+        if self._kinds is None:
+            self._kinds = [k for k in FRONT_KINDS if k in self.s.fronts]
+            if "sticky-proxy" in self._kinds and not sticky_proxy_available(self.s):
+                self.skipped.append("sticky-proxy: binary missing or not runnable "
+                                    f"({self.s.bin_dir / 'sticky-proxy'})")
+                log("sticky-proxy not available: its rows are skipped")
+                self._kinds.remove("sticky-proxy")
+        return self._kinds
+
+    @contextmanager
+    def phase(self, name):
+        """Times a phase (results.json `phase_seconds`, and the notes)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] = round(time.time() - t0, 1)
+            log(f"{name}: {self.phase_seconds[name]:.0f}s")
+
+    def start_fronts(self):
+        base = self.s.port_base
+        for k, kind in enumerate(FRONT_KINDS):
+            if kind not in self.usable_kinds():
+                continue
+            for w in self.s.workers:
+                port = base + 10 * (k + 1) + w
+                front = start_front(self.procs, self.s, kind, w, port, self.nodes)
+                verify_front(front, self.pools)
+                warm_lookup_cache(front, self.pools)
+                self.fronts.append(front)
+                log(f"{front.label} on {port} (cpus {front.cpus or 'any'}): routing verified")
+
+    def planned_seconds(self):
+        """Rough time the saturation, fixed-rate and memory phases take
+        without retries (the fronts as planned: --fronts x --workers)."""
+        s = self.s
+        fronts = [(k, w) for k in self.usable_kinds() for w in s.workers]
+        sat = rate = cold = 0
+        for key in s.scenarios:
+            sc = SCENARIOS[key]
+            n = sum(1 for k, _ in fronts if k == "sticky-proxy" or not sc.lookup)
+            sat += n + (1 if key in ("cookie", "create", "mixed") else 0)
+            cold += n if sc.cold else 0
+        rate = 2 + len(fronts) + sum(1 for k, _ in fronts if k == "sticky-proxy")
+        rate = rate if s.rate_phase else 0
+        planned = (s.rounds * (sat * (s.duration + 0.2) + cold * 1.5)
+                   + s.rate_rounds * rate * (s.rate_duration + 0.2))
+        memory = (len(self.usable_kinds()) * len(s.memory_workers) * 5
+                  + (5 if s.node_sessions else 0))
+        return planned + memory
+
+    def plan_retries(self):
+        """Spends whatever the time budget leaves over on retries of runs
+        disturbed by other processes (see FOREIGN_LIMIT)."""
+        s = self.s
+        planned = self.planned_seconds()
+        spare = s.time_budget - (time.time() - self.t0) - planned
+        self.retries_left = max(0, int(spare / (s.duration + 1.5)))
+        log(f"planned about {planned:.0f}s of measuring; up to {self.retries_left} retries "
+            f"of disturbed runs fit in the {s.time_budget}s budget")
+
+    def our_pids(self):
+        pids = [n.proc.pid for n in self.nodes + [self.direct_node]]
+        for f in self.fronts:
+            pids += f.pids()
+        return pids
+
+    def warm_up(self):
+        children_ticks_delta()     # start counting wrk's CPU from here
+        for front in [self.direct] + self.fronts:
+            self.wrk_once(front, SCENARIOS["cookie"], 1, record=False)
+
+    # -- one run ----------------------------------------------------------------
+
+    def fronts_for(self, workers, rnd):
+        kinds = [k for k in FRONT_KINDS if any(f.kind == k for f in self.fronts)]
+        shift = rnd % len(kinds) if kinds else 0
+        order = kinds[shift:] + kinds[:shift]        # rotate A,B,C / B,C,A / ...
+        return [f for k in order for f in self.fronts if f.kind == k and f.workers == workers]
+
+    def wrk_once(self, front, sc, duration, record=True, rnd=None, direct_run=None):
+        def attempt():
+            touch_pools(self.pools, self.nodes, self.direct_node)
+            pool = None
+            if front.kind == "direct":
+                script, mode = DIRECT_RUNS[direct_run or sc.direct]
+                args = [f"sessions={self.pools.direct_file}"] + ([f"mode={mode}"] if mode else [])
+            elif sc.cold:
+                # Enough new tokens for the run: a cold lookup cannot be
+                # faster than a cookie hit through the same front, so 1.3 x
+                # the best cookie (or cold) rate seen; 60,000/s before any.
+                # A run that still runs out fails (wrapped).
+                best = max(self.best_rps("cookie", front), self.best_rps(sc.key, front))
+                pool = self.cold_pool(int((1.3 * best if best else 60000) * duration) + 1000)
+                script, args = sc.script, [f"sessions={pool}", f"mode={sc.mode}"]
+            else:
+                args = [f"sessions={self.pools.hits_file}"] + ([f"mode={sc.mode}"] if sc.mode else [])
+                script = sc.script
+            report = run_wrk(self.s, front.port, script, args, duration, self.s.connections,
+                             our_pids=self.our_pids())
+            allowed = sc.allowed_errors_no_lookup if not front.can_lookup else 0.0
+            check_errors(front.label, sc.key, report, allowed)
+            if pool:
+                os.unlink(pool)
+                if report.get("wrapped"):
+                    raise BenchError(f"{front.label}: cold run reused tokens (pool too small)")
+            return report
+
+        report = self.measured(attempt) if record else attempt()
+        if record:
+            self.runs.append({"phase": "saturation", "scenario": sc.key if front.kind != "direct"
+                              else direct_run or sc.direct, "front": front.kind,
+                              "workers": front.workers, "round": rnd, **report})
+        return report
+
+    def cold_pool(self, n):
+        self.cold_counter += 1
+        return make_cold_pool(self.s, self.nodes, n, f"{self.cold_counter}")
+
+    def measured(self, attempt):
+        """Runs attempt() again while other processes (not started by this
+        run) took more than FOREIGN_LIMIT % of the machine's CPU, within the
+        retry budget, and keeps the cleanest attempt."""
+        best = None
+        for n in range(1 + MAX_RETRIES_PER_RUN):
+            report = attempt()
+            report["attempts"] = n + 1
+            if best is None or report["cpu_foreign_pct"] < best["cpu_foreign_pct"]:
+                discard(best)
+                best = report
+            else:
+                discard(report)
+            if best["cpu_foreign_pct"] <= FOREIGN_LIMIT or self.retries_left <= 0:
+                break
+            self.retries_left -= 1
+            self.retries += 1
+            time.sleep(1.0)
+        return best
+
+    def best_rps(self, scenario, front):
+        rates = [r["rps"] for r in self.runs if r["scenario"] == scenario and r["front"] == front.kind
+                 and r["workers"] == front.workers and r["phase"] == "saturation"]
+        return max(rates, default=0)
+
+    # -- saturation -------------------------------------------------------
+
+    def saturation_rounds(self):
+        for rnd in range(self.s.rounds):
+            t0 = time.time()
+            for key in self.s.scenarios:
+                sc = SCENARIOS[key]
+                if sc.key in ("cookie", "create", "mixed"):
+                    direct = "get" if sc.key == "cookie" else sc.key
+                    self.wrk_once(self.direct, sc, self.s.duration, rnd=rnd, direct_run=direct)
+                for w in self.s.workers:
+                    for front in self.fronts_for(w, rnd):
+                        if sc.lookup and not front.can_lookup:
+                            continue
+                        if key in ("lookup-warm", "mixed"):
+                            warm_lookup_cache(front, self.pools)   # (a no-op for nginx/HAProxy)
+                        self.wrk_once(front, sc, self.s.duration, rnd=rnd)
+            log(f"saturation round {rnd + 1}/{self.s.rounds} done in {time.time() - t0:.0f}s "
+                f"({self.round_summary(rnd)})")
+
+    def round_summary(self, rnd):
+        parts = []
+        for r in self.runs:
+            if r["round"] == rnd and r["scenario"] in ("cookie", "get") and r["phase"] == "saturation":
+                label = r["front"] if r["front"] == "direct" else f"{r['front']} w{r['workers']}"
+                parts.append(f"{label} {r['rps'] / 1000:.1f}k")
+        return "cookie: " + ", ".join(parts)
+
+    # -- fixed rate ---------------------------------------------------------
+
+    def rate_rounds(self):
+        s = self.s
+        lat_dir = s.out_dir / "latency"
+        lat_dir.mkdir(exist_ok=True)
+        for f in lat_dir.glob("*.txt"):
+            f.unlink()
+        for rnd in range(s.rate_rounds):
+            t0 = time.time()
+            targets = [(self.direct, "cookie", s.rate)]
+            for w in s.workers:
+                targets += [(f, "cookie", s.rate) for f in self.fronts_for(w, rnd)]
+            cold = [f for w in s.workers for f in self.fronts_for(w, rnd) if f.kind == "sticky-proxy"]
+            if "lookup-cold" in s.scenarios and cold:
+                # Cold lookups saturate far lower: a lower rate, with its own
+                # direct baseline at that rate for the "added p99".
+                targets += [(self.direct, "cookie", s.cold_rate)]
+                targets += [(f, "lookup-cold", s.cold_rate) for f in cold]
+            for front, key, rate in targets:
+                self.rate_once(front, SCENARIOS[key], rnd, lat_dir, rate)
+            log(f"fixed-rate round {rnd + 1}/{s.rate_rounds} done in {time.time() - t0:.0f}s")
+
+    def rate_once(self, front, sc, rnd, lat_dir, rate):
+        s = self.s
+        key = "get" if front.kind == "direct" else sc.key
+        pooled = lat_dir / f"{key}-{front.kind}-w{front.workers}-{rate}.txt"
+        tries = [0]
+
+        def attempt():
+            touch_pools(self.pools, self.nodes, self.direct_node)
+            pool = None
+            if front.kind == "direct":
+                sessions, mode = self.pools.direct_file, "cookie"
+            elif sc.cold:
+                pool = self.cold_pool(int(rate * s.rate_duration * 1.5) + 1000)
+                sessions, mode = pool, "none"
+            else:
+                sessions, mode = self.pools.hits_file, sc.mode
+            tries[0] += 1
+            out = lat_dir / f"attempt-{tries[0]}.samples"
+            if out.exists():
+                out.unlink()
+            args = [f"sessions={sessions}", f"mode={mode}", f"rate={rate}",
+                    f"threads={s.rate_connections}", f"out={out}"]
+            report = run_wrk(s, front.port, "rate.lua", args, s.rate_duration, s.rate_connections,
+                             threads=s.rate_connections, our_pids=self.our_pids())
+            check_errors(front.label, f"{sc.key} at {rate}/s", report)
+            if pool:
+                os.unlink(pool)
+                if report.get("wrapped"):
+                    raise BenchError(f"{front.label}: cold fixed-rate run reused tokens")
+            report["samples_file"] = str(out)
+            return report
+
+        report = self.measured(attempt)
+        with open(pooled, "a") as f:
+            f.write(Path(report.pop("samples_file")).read_text())
+        for leftover in lat_dir.glob("attempt-*.samples"):
+            leftover.unlink()
+        self.runs.append({"phase": "rate", "scenario": key, "front": front.kind,
+                          "workers": front.workers, "round": rnd, "target_rps": rate,
+                          "latency_file": str(pooled), **report})
+
+    # -- memory ---------------------------------------------------------------
+
+    def memory_phase(self):
+        s = self.s
+        port = s.port_base + 90
+        for kind in [k for k in FRONT_KINDS if any(f.kind == k for f in self.fronts)]:
+            for w in s.memory_workers:
+                front = start_front(self.procs, s, kind, w, port, self.nodes, tag="-mem")
+                try:
+                    verify_front(front, self.pools)
+                    touch_pools(self.pools, self.nodes, self.direct_node)
+                    self.memory.append(measure_idle_connections(front, self.pools, s.idle_connections))
+                    m = self.memory[-1]
+                    log(f"{front.label}: RSS {m['rss_before'] / 2**20:.1f} MiB idle, peak "
+                        f"{m['hwm_after'] / 2**20:.1f} MiB with {m['connections']} idle connections")
+                finally:
+                    self.procs.stop(front.proc)
+                    time.sleep(0.3)
+        if s.node_sessions:
+            self.node_memory = measure_node_sessions(self.procs, s, s.port_base + 91, s.node_sessions)
+            m = self.node_memory
+            log(f"node with {m['sessions']} sessions: RSS {m['rss_before'] / 2**20:.1f} -> "
+                f"{m['rss_after'] / 2**20:.1f} MiB")
+
+
+    # -- WebSocket ---------------------------------------------------------------
+
+    def restart_pool_nodes(self):
+        """node-1..node-3 afresh (and new pre-created sessions on them)."""
+        for n in self.nodes:
+            n.proc.popen.send_signal(signal.SIGTERM)
+        for n in self.nodes:
+            self.procs.stop(n.proc)
+        self.nodes = [start_node(self.procs, self.s, n.name, n.port) for n in self.nodes]
+        self.pools = make_pools(self.s, self.nodes, self.direct_node)
+
+    def websocket_phase(self):
+        """The realtime scale run first (the nodes are still fresh, so their
+        peak RSS grows by what its clients cost), then the tunnels."""
+        s = self.s
+        missing = [b for b in ("cometd-load", "ws-tunnels") if not os.access(s.bin_dir / b, os.X_OK)]
+        if missing:
+            self.skipped.append(f"the WebSocket rows: {', '.join(missing)} missing in {s.bin_dir} "
+                                "(cargo build --release --bins)")
+            log(f"{', '.join(missing)} missing: the WebSocket rows are skipped")
+            return
+        port = s.port_base + 90
+        tunnels_cost = (len(self.usable_kinds()) * len(s.tunnel_workers) + 1) * 3.5
+        for kind in [k for k in s.realtime_fronts if k in self.usable_kinds()]:
+            first = not self.realtime
+            attempts = []
+            while True:
+                front = start_front(self.procs, s, kind, 1, port, self.nodes, tag="-rt")
+                try:
+                    verify_front(front, self.pools)
+                    r = run_realtime(self, front, nodes_fresh=first)
+                finally:
+                    self.procs.stop(front.proc)
+                    time.sleep(0.3)
+                attempts.append(r)
+                log(f"realtime {front.label}: {r['sessions']} sessions × {r['rate_per_session']}/s for "
+                    f"{r['duration_s']} s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms, "
+                    f"lost {r['lost']}, reordered {r['reordered']}; peak RSS per client: front "
+                    f"{r['front_per_client'] / 1024:.1f} KiB, nodes {r['nodes_per_client'] / 1024:.1f} KiB; "
+                    f"other processes took {r['cpu_foreign_pct']} % of the CPU")
+                # Disturbed by other processes: once more, if the budget
+                # still holds everything else; with fresh nodes again if
+                # this run had them (its node figures need them).
+                left = (s.time_budget - (time.time() - self.t0) - self.planned_seconds() - tunnels_cost
+                        - 10 - (r["elapsed_s"] + 5))
+                if r["cpu_foreign_pct"] <= FOREIGN_LIMIT or len(attempts) > MAX_REALTIME_RETRIES or left < 0:
+                    break
+                self.retries += 1
+                log(f"realtime {front.label}: disturbed ({r['cpu_foreign_pct']} % taken by other "
+                    "processes): running it again" + (" on fresh nodes" if first else ""))
+                if first:
+                    self.restart_pool_nodes()
+            best = min(attempts, key=lambda a: a["cpu_foreign_pct"])
+            best["attempts"] = len(attempts)
+            best["cpu_foreign_pct_attempts"] = [a["cpu_foreign_pct"] for a in attempts]
+            self.realtime.append(best)
+        for kind in self.usable_kinds():
+            for w in s.tunnel_workers:
+                front = start_front(self.procs, s, kind, w, port, self.nodes, tag="-ws")
+                try:
+                    verify_front(front, self.pools)
+                    node1 = next(n for n in self.nodes if n.name == TUNNEL_NODE)
+                    m = measure_tunnels(s, front.label.replace(" ", "-"), front.pids(), port, TUNNEL_NODE,
+                                        s.tunnels, node_pid=node1.proc.pid)
+                    m.update({"front": kind, "workers": w, "processes": len(front.pids())})
+                    self.tunnels.append(m)
+                    log(f"{front.label}: RSS {m['rss_before'] / 2**20:.1f} MiB, peak "
+                        f"{m['hwm_after'] / 2**20:.1f} MiB with {m['tunnels']} WebSocket tunnels to "
+                        f"{TUNNEL_NODE} ({m['per_tunnel'] / 1024:.1f} KiB each)")
+                finally:
+                    self.procs.stop(front.proc)
+                    time.sleep(0.3)
+        # What a WebSocket client costs a node: a fresh one, straight.
+        node = start_node(self.procs, s, "node-ws", s.port_base + 91, idle_timeout="30m",
+                          retention="10m", max_sessions=200_000)
+        try:
+            self.node_ws = measure_tunnels(s, "node-ws", [node.proc.pid], node.port, node.name, s.tunnels)
+            m = self.node_ws
+            log(f"fresh node with {m['tunnels']} WebSocket clients: RSS {m['rss_before'] / 2**20:.1f} -> "
+                f"{m['rss_after'] / 2**20:.1f} MiB ({m['per_tunnel'] / 1024:.1f} KiB each)")
+        finally:
+            self.procs.stop(node.proc)
+
+
+def discard(report):
+    """Drops a discarded attempt: only its latency samples file, if any."""
+    path = report.get("samples_file") if report else None
+    if path and os.path.exists(path):
+        os.unlink(path)
+
+
+def sticky_proxy_available(settings):
+    binary = settings.bin_dir / "sticky-proxy"
+    if not os.access(binary, os.X_OK):
+        return False
+    try:
+        r = subprocess.run([str(binary), "--help"], capture_output=True, timeout=10)
+        return r.returncode == 0 and b"--workers" in r.stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+# --------------------------------------------------------------------------
+# Memory measurements
+# --------------------------------------------------------------------------
+
+def sum_status(pids, key):
+    return sum(proc_status(p, key) for p in pids)
+
+
+def measure_idle_connections(front, pools, n):
+    """Opens n keep-alive connections to the front, sends one Get Session
+    (with cookie) on each, reads the answer, and keeps them all open while
+    it reads the front's peak RSS (VmHWM, summed over its processes)."""
+    pids = front.pids()
+    rss_before = sum_status(pids, "VmRSS")
+    opened, conns = asyncio.run(_open_idle(front.port, pools.hits, n, lambda: sum_status(pids, "VmHWM"),
+                                           lambda: sum_status(pids, "VmRSS")))
+    return {"front": front.kind, "workers": front.workers, "processes": len(pids),
+            "connections": opened, "rss_before": rss_before, "hwm_after": conns[0], "rss_after": conns[1]}
+
+
+async def _open_idle(port, hits, n, read_hwm, read_rss, batch=500):
+    writers = []
+    sem = asyncio.Semaphore(batch)
+
+    async def one(i):
+        token, node = hits[i % len(hits)]
+        async with sem:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write((f"GET {SESSIONS_PATH}/{token} HTTP/1.1\r\nHost: bench\r\n"
+                          f"Origin: {ORIGIN}\r\nCookie: gcbSessionServer={node}\r\n\r\n").encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise BenchError(f"idle connection {i}: {head[:80]!r}")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            await reader.readexactly(length)
+            writers.append(writer)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.sleep(1.0)         # let the front settle
+        figures = (read_hwm(), read_rss())
+        return len(writers), figures
+    finally:
+        for w in writers:
+            sock = w.get_extra_info("socket")
+            # RST instead of FIN: no 10,000 sockets left in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            w.close()
+
+
+# --------------------------------------------------------------------------
+# WebSocket measurements (the loadgen crate's binaries)
+# --------------------------------------------------------------------------
+
+def loadgen_argv(settings, name, args):
+    argv = [str(settings.bin_dir / name)] + [str(a) for a in args]
+    return (["taskset", "-c", WRK_CPUS] + argv) if settings.pin else argv
+
+
+def read_json_line(popen, what, timeout):
+    """The one JSON line a loadgen binary prints on stdout."""
+    ready, _, _ = select.select([popen.stdout], [], [], timeout)
+    line = popen.stdout.readline() if ready else b""
+    if not line.strip():
+        popen.kill()
+        popen.wait()
+        raise BenchError(f"{what}: no result line "
+                         + ("(timed out)" if not ready else f"(exit status {popen.returncode})"))
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise BenchError(f"{what}: unexpected output {line[:200]!r}") from None
+
+
+def measure_tunnels(settings, label, pids, port, node_name, n, node_pid=None):
+    """Holds n WebSockets (one Bayeux handshake each, routed to node_name by
+    the query parameter; ws-tunnels fails any answered by another node) open
+    through the server at port, and reads its RSS before, and its peak and
+    current RSS (summed over pids) a second after all are open. node_pid:
+    the node behind a front, whose RSS is recorded too."""
+    log_path = settings.out_dir / "logs" / f"ws-tunnels-{label}.log"
+    url = f"ws://127.0.0.1:{port}/cobrowse/cometd?gcbSessionServer={node_name}"
+    rss_before = sum_status(pids, "VmRSS")
+    node_before = proc_status(node_pid, "VmRSS") if node_pid else None
+    # Held 2 s: read after 1 s; then ws-tunnels checks that every tunnel still
+    # answers a /meta/connect (well within the node's 10 s max interval).
+    argv = loadgen_argv(settings, "ws-tunnels", ["--url", url, "--connections", n, "--hold", "2s",
+                                                 "--threads", 1])
+    with open(log_path, "wb") as logf:
+        popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL,
+                                 preexec_fn=_die_with_parent)
+    try:
+        t0 = time.time()
+        counts = read_json_line(popen, f"ws-tunnels through {label}", 60)
+        open_s = time.time() - t0
+        if counts.get("ok") != n:
+            raise BenchError(f"{label}: {counts.get('ok')} of {n} WebSocket tunnels held ({counts}); "
+                             f"see {log_path}")
+        time.sleep(1.0)
+        figures = {"hwm_after": sum_status(pids, "VmHWM"), "rss_after": sum_status(pids, "VmRSS")}
+        # VmHWM lags RSS a little (per-thread RSS counters are folded in
+        # lazily): the peak is the larger of the two.
+        figures["hwm_after"] = max(figures["hwm_after"], figures["rss_after"])
+        node_during = proc_status(node_pid, "VmRSS") if node_pid else None
+        popen.wait(timeout=30)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+    text = log_path.read_text(errors="replace")
+    alive = re.search(r"(\d+)/(\d+) tunnels still answer", text)
+    if popen.returncode != 0 or not alive or alive.group(1) != alive.group(2):
+        raise BenchError(f"{label}: WebSocket tunnels did not all still answer after the hold "
+                         f"(exit {popen.returncode}): {text.strip().splitlines()[-1:]}")
+    out = {"tunnels": n, "node": node_name, "url": url, "open_s": round(open_s, 2), "rss_before": rss_before,
+           **figures, "per_tunnel": (figures["hwm_after"] - rss_before) / n}
+    if node_pid:
+        out.update({"node_rss_before": node_before, "node_rss_during": node_during})
+    return out
+
+
+def run_realtime(bench, front, nodes_fresh):
+    """cometd-load through front (pinned like wrk); the front's and each
+    node's RSS before, mid-run and peak after."""
+    s = bench.s
+    label = front.label.replace(" ", "-")
+    log_path = s.out_dir / "logs" / f"cometd-load-{label}.log"
+    front_pids = front.pids()
+    nodes = {n.name: n.proc.pid for n in bench.nodes}
+    before = {"front_rss_before": sum_status(front_pids, "VmRSS"),
+              "front_hwm_before": sum_status(front_pids, "VmHWM")}
+    node_rows = [{"name": name, "rss_before": proc_status(pid, "VmRSS"),
+                  "hwm_before": proc_status(pid, "VmHWM")} for name, pid in nodes.items()]
+    argv = loadgen_argv(s, "cometd-load", [
+        "--base-url", f"http://127.0.0.1:{front.port}", "--sessions", s.realtime_sessions,
+        "--rate", f"{s.realtime_rate:g}", "--duration", f"{s.realtime_duration}s", "--threads", 1])
+    our_pids = bench.our_pids() + front_pids
+    children_ticks_delta()
+    ours0 = sum(cpu_ticks(pid) for pid in our_pids)
+    busy0, total0 = machine_ticks()
+    set_up = threading.Event()
+    lines = []
+
+    def read_stderr(stream):
+        with open(log_path, "wb") as logf:
+            for line in stream:
+                logf.write(line)
+                logf.flush()
+                lines.append(line.decode(errors="replace"))
+                if " set up in " in lines[-1]:
+                    set_up.set()
+
+    t0 = time.time()
+    popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    reader = threading.Thread(target=read_stderr, args=(popen.stderr,), daemon=True)
+    reader.start()
+    during = None
+    try:
+        deadline = time.time() + 120
+        while not set_up.is_set() and popen.poll() is None and time.time() < deadline:
+            set_up.wait(0.2)
+        if set_up.is_set():
+            # Halfway through the publishing: every client connected.
+            time.sleep(0.2 + s.realtime_duration / 2)
+            if popen.poll() is None:
+                during = {"front": sum_status(front_pids, "VmRSS"),
+                          "nodes": [proc_status(pid, "VmRSS") for pid in nodes.values()]}
+        popen.wait(timeout=s.realtime_duration + 120)
+        report_line = popen.stdout.read()
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"cometd-load through {front.label} did not finish; see {log_path}") from None
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+        reader.join(5)
+    elapsed = time.time() - t0
+    busy1, total1 = machine_ticks()
+    ours1 = sum(cpu_ticks(pid) for pid in our_pids)
+    gen_ticks = children_ticks_delta()
+    stderr = "".join(lines)
+    if popen.returncode != 0 or not report_line.strip():
+        raise BenchError(f"cometd-load through {front.label} failed (exit {popen.returncode}): "
+                         f"{stderr.strip().splitlines()[-3:]}")
+    report = json.loads(report_line.decode().strip().splitlines()[-1])
+    total = max(total1 - total0, 1)
+    out = {"front": front.kind, "workers": front.workers, "processes": len(front_pids),
+           "clients": 2 * report["sessions"], "nodes_fresh": nodes_fresh, **report,
+           "elapsed_s": round(elapsed, 1),
+           "cpu_busy_pct": round(100 * (busy1 - busy0) / total, 1),
+           "cpu_foreign_pct": round(max(0.0, 100 * ((busy1 - busy0) - (ours1 - ours0) - gen_ticks) / total), 1),
+           "generator_cpu_s": round(gen_ticks / os.sysconf("SC_CLK_TCK"), 1), **before,
+           "front_hwm_after": sum_status(front_pids, "VmHWM"),
+           "front_rss_during": during["front"] if during else None}
+    m = re.search(r"set up in ([\d.]+)s, per node (\{[^}]*\})", stderr)
+    if m:
+        out["setup_s"] = float(m.group(1))
+        out["sessions_per_node"] = json.loads(m.group(2))
+    m = re.search(r"publishes acknowledged (\d+), refused (\d+); duplicates (\d+); malformed deliveries "
+                  r"(\d+); generator send lag max ([\d.]+) ms", stderr)
+    if m:
+        out.update({"acknowledged": int(m.group(1)), "refused": int(m.group(2)),
+                    "duplicates": int(m.group(3)), "malformed": int(m.group(4)),
+                    "generator_send_lag_max_ms": float(m.group(5))})
+    m = re.search(r"(\d+) agents still missing messages", stderr)
+    out["agents_missing_messages"] = int(m.group(1)) if m else 0
+    # VmHWM lags RSS a little (the kernel folds per-thread RSS counters in
+    # lazily): the peak is the larger of the two.
+    out["front_peak"] = max(out["front_hwm_after"], out["front_rss_during"] or 0)
+    for row, pid, k in zip(node_rows, nodes.values(), range(len(node_rows))):
+        row["hwm_after"] = proc_status(pid, "VmHWM")
+        row["rss_during"] = during["nodes"][k] if during else None
+        row["peak"] = max(row["hwm_after"], row["rss_during"] or 0)
+    out["nodes"] = node_rows
+    out["front_per_client"] = (out["front_peak"] - out["front_rss_before"]) / out["clients"]
+    out["nodes_per_client"] = sum(r["peak"] - r["rss_before"] for r in node_rows) / out["clients"]
+    out["target_met"] = realtime_target_met(out)
+    return out
+
+
+def realtime_at_scale(r):
+    return r["sessions"] >= REALTIME_TARGET_SESSIONS and r["rate_per_session"] >= REALTIME_TARGET_RATE
+
+
+def realtime_failures(r):
+    """Which of issue 5's criteria (latency, loss, order) a realtime run
+    missed (empty: none; the scale is checked by realtime_at_scale)."""
+    out = []
+    if r["p99_ms"] >= REALTIME_TARGET_P99_MS:
+        out.append(f"p99 {r['p99_ms']:g} ms ≥ {REALTIME_TARGET_P99_MS:g} ms")
+    if r["lost"]:
+        out.append(f"{r['lost']} messages lost")
+    if r["reordered"]:
+        out.append(f"{r['reordered']} reordered")
+    if r.get("duplicates"):
+        out.append(f"{r['duplicates']} duplicated")
+    if r["received"] != r["sent"] and not r["lost"]:
+        out.append(f"{r['received']} received of {r['sent']} sent")
+    return out
+
+
+def realtime_target_met(r):
+    return realtime_at_scale(r) and not realtime_failures(r)
+
+
+def realtime_verdict(r):
+    fails = realtime_failures(r)
+    if fails:
+        return "**not met**: " + "; ".join(fails)
+    if not realtime_at_scale(r):
+        return (f"met at this scale, which is not the target's ({REALTIME_TARGET_SESSIONS:,} sessions at "
+                f"{REALTIME_TARGET_RATE}/s)")
+    return "**met**"
+
+
+def measure_node_sessions(procs, settings, port, n):
+    node = start_node(procs, settings, "node-mem", port, idle_timeout="30m", retention="10m",
+                      max_sessions=200_000)
+    try:
+        rss_before = proc_status(node.proc.pid, "VmRSS")
+        create_sessions(port, n)
+        time.sleep(0.5)
+        return {"sessions": n, "rss_before": rss_before,
+                "rss_after": proc_status(node.proc.pid, "VmRSS"),
+                "hwm_after": proc_status(node.proc.pid, "VmHWM")}
+    finally:
+        procs.stop(node.proc)
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+def pct(sorted_values, p):
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def summarize(bench):
+    """Rows for the tables: medians over rounds, min-max, ratios per round."""
+    s = bench.s
+    sat = [r for r in bench.runs if r["phase"] == "saturation"]
+    rows = []
+
+    def group(scenario, kind, workers):
+        return sorted((r for r in sat if r["scenario"] == scenario and r["front"] == kind
+                       and r["workers"] == workers), key=lambda r: r["round"])
+
+    def row(scenario, title, kind, workers, runs):
+        rps = [r["rps"] for r in runs]
+        out = {"scenario": scenario, "title": title, "front": kind, "workers": workers,
+               "rounds": len(runs), "rps_median": statistics.median(rps), "rps_min": min(rps),
+               "rps_max": max(rps),
+               "p50_us": statistics.median(r["latency_us"]["p50"] for r in runs),
+               "p99_us": statistics.median(r["latency_us"]["p99"] for r in runs),
+               "p999_us": statistics.median(r["latency_us"]["p999"] for r in runs),
+               "cpu_foreign_pct_max": max(r["cpu_foreign_pct"] for r in runs),
+               "non2xx_share": sum(r["errors"]["status"] for r in runs) / sum(r["requests"] for r in runs),
+               "unexpected_non2xx": sum(r.get("unexpected_non2xx", 0) for r in runs)}
+        if kind == "sticky-proxy":
+            for other in ("haproxy", "nginx"):
+                ratios = []
+                theirs = {r["round"]: r["rps"] for r in group(scenario, other, workers)}
+                for r in runs:
+                    if r["round"] in theirs:
+                        ratios.append(r["rps"] / theirs[r["round"]])
+                out[f"ratio_{other}"] = statistics.median(ratios) if ratios else None
+                out[f"ratio_{other}_range"] = [min(ratios), max(ratios)] if ratios else None
+        return out
+
+    for key in s.scenarios:
+        sc = SCENARIOS[key]
+        if key in ("cookie", "create", "mixed"):
+            d = group("get" if key == "cookie" else key, "direct", 0)
+            if d:
+                rows.append(row(key, sc.title, "direct", 0, d))
+        for w in s.workers:
+            for kind in FRONT_KINDS:
+                if kind not in s.fronts:
+                    continue
+                runs = group(key, kind, w)
+                if runs:
+                    rows.append(row(key, sc.title, kind, w, runs))
+                elif sc.lookup and kind != "sticky-proxy":
+                    rows.append({"scenario": key, "title": sc.title, "front": kind, "workers": w,
+                                 "na": "n/a (no equivalent: cannot look up the owner of a token)"})
+    return rows
+
+
+def summarize_rate(bench):
+    rows = []
+    groups = {}
+    for r in bench.runs:
+        if r["phase"] == "rate":
+            groups.setdefault((r["scenario"], r["front"], r["workers"], r["target_rps"]), []).append(r)
+    direct_p99 = {}
+    for (scenario, kind, workers, rate), runs in groups.items():
+        path = Path(runs[0]["latency_file"])
+        samples = sorted(int(x) for x in path.read_text().split()) if path.exists() else []
+        rps = [r["rps"] for r in runs]
+        out = {"scenario": scenario, "front": kind, "workers": workers, "rounds": len(runs),
+               "target_rps": rate, "rps_median": statistics.median(rps),
+               "samples": len(samples),
+               "p50_us": pct(samples, 50), "p99_us": pct(samples, 99), "p999_us": pct(samples, 99.9),
+               "wrk_p99_us_median": statistics.median(r["latency_us"]["p99"] for r in runs),
+               "wrk_p999_us_median": statistics.median(r["latency_us"]["p999"] for r in runs),
+               "late_sends": sum(r.get("late_sends", 0) for r in runs),
+               "unexpected_non2xx": sum(r.get("unexpected_non2xx", 0) for r in runs),
+               "cpu_foreign_pct_max": max(r["cpu_foreign_pct"] for r in runs)}
+        if kind == "direct":
+            direct_p99[rate] = out["p99_us"]
+        rows.append(out)
+    for out in rows:
+        if out["scenario"] == "lookup-cold" and out["target_rps"] in direct_p99:
+            out["added_p99_vs_direct_us"] = out["p99_us"] - direct_p99[out["target_rps"]]
+    order = {"get": 0, "cookie": 1, "lookup-cold": 2}
+    rows.sort(key=lambda r: (-r["target_rps"], order.get(r["scenario"], 9), r["workers"],
+                             FRONT_KINDS.index(r["front"]) if r["front"] in FRONT_KINDS else -1))
+    return rows
+
+
+def fmt_us(us):
+    if us is None:
+        return "–"
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def fmt_rps(x):
+    return f"{x / 1000:.1f}k"
+
+
+def fmt_ratio(r, rng):
+    if r is None:
+        return "–"
+    return f"{r:.2f} ({rng[0]:.2f}–{rng[1]:.2f})"
+
+
+def workers_label(row):
+    return "–" if row["front"] == "direct" else str(row["workers"])
+
+
+def render_markdown(bench, info, sat_rows, rate_rows):
+    s = bench.s
+    L = []
+    L.append("# Benchmark results" + (" (quick run)" if s.quick else ""))
+    L.append("")
+    L.append(f"{info['date']} · {info['nproc']} CPUs ({info['cpu_model']}) · {info['memory_gib']} GiB · "
+             f"git {info['versions']['git_head'][:12]}"
+             + (" (uncommitted changes)" if info["versions"]["git_worktree_dirty"] else ""))
+    L.append("")
+    v = info["versions"]
+    L.append(f"{v['nginx']} · {v['haproxy']} · {v['wrk']} · {v['rustc']}")
+    L.append("")
+    L.append(f"Saturation: {s.rounds} rounds, fronts interleaved (order rotated each round), "
+             f"{s.duration:g} s per run, wrk 1 thread × {s.connections} keep-alive connections"
+             + (" pinned to CPU 0; one-worker fronts pinned to CPU 1, two-worker fronts and the nodes "
+                "unpinned." if s.pin else ", nothing pinned."))
+    L.append("Figures are the median over rounds (min–max for req/s); latency percentiles are wrk's, "
+             "medians of the per-round values. Ratios: sticky-proxy req/s ÷ the other front's in the "
+             "same round, median of those ratios (min–max).")
+    L.append("")
+    L.append("## Throughput and latency at saturation")
+    L.append("")
+    L.append("| scenario | front | workers | req/s (median) | min–max | p50 | p99 | p99.9 | ÷ HAProxy | ÷ nginx |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sat_rows:
+        if "na" in r:
+            L.append(f"| {r['title']} | {r['front']} | {r['workers']} | {r['na']} | | | | | | |")
+            continue
+        rh = fmt_ratio(r.get("ratio_haproxy"), r.get("ratio_haproxy_range")) if r["front"] == "sticky-proxy" else ""
+        rn = fmt_ratio(r.get("ratio_nginx"), r.get("ratio_nginx_range")) if r["front"] == "sticky-proxy" else ""
+        front = r["front"] + (" (ceiling)" if r["front"] == "direct" else "")
+        if r["cpu_foreign_pct_max"] > FOREIGN_LIMIT:
+            front += " †"
+        note = ""
+        if r["unexpected_non2xx"]:
+            note = f" ⚠ {r['unexpected_non2xx']} non-2xx answers"
+        elif r["non2xx_share"] > 0:
+            note = f" ({100 * r['non2xx_share']:.0f} % 404: lookups sent round-robin)"
+        L.append(f"| {r['title']} | {front}{note} | {workers_label(r)} | {fmt_rps(r['rps_median'])} | "
+                 f"{fmt_rps(r['rps_min'])}–{fmt_rps(r['rps_max'])} | {fmt_us(r['p50_us'])} | "
+                 f"{fmt_us(r['p99_us'])} | {fmt_us(r['p999_us'])} | {rh} | {rn} |")
+    L.append("")
+    if rate_rows:
+        L.append(f"## Latency at a fixed rate ({s.rate} req/s; cold lookups {s.cold_rate} req/s)")
+        L.append("")
+        L.append(f"wrk with {s.rate_connections} threads × 1 connection, paced by `delay()` "
+                 f"(bench/rate.lua), {s.rate_duration:g} s per run, {s.rate_rounds} rounds interleaved. "
+                 "p50/p99/p99.9 are measured from the *scheduled* send time whenever a connection was "
+                 "still busy at that time (coordinated omission corrected, like wrk2) and pooled over the "
+                 "rounds; \"wrk p99\" is wrk's own figure (from the actual send, not corrected), median "
+                 "over rounds.")
+        L.append("")
+        L.append("| scenario | front | workers | target req/s | achieved | p50 | p99 | p99.9 | wrk p99 | "
+                 "added p99 vs direct |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        names = {"get": "Get Session (direct)", "cookie": "1 sticky hit (cookie)",
+                 "lookup-cold": "3 lookup, cold"}
+        for r in rate_rows:
+            added = r.get("added_p99_vs_direct_us")
+            dagger = " †" if r["cpu_foreign_pct_max"] > FOREIGN_LIMIT else ""
+            if r["unexpected_non2xx"]:
+                dagger += f" ⚠ {r['unexpected_non2xx']} non-2xx answers"
+            L.append(f"| {names.get(r['scenario'], r['scenario'])} | {r['front']}{dagger} | {workers_label(r)} | "
+                     f"{r['target_rps']} | {r['rps_median']:.0f} | {fmt_us(r['p50_us'])} | {fmt_us(r['p99_us'])} | "
+                     f"{fmt_us(r['p999_us'])} | {fmt_us(r['wrk_p99_us_median'])} | "
+                     f"{('+' + fmt_us(added)) if added is not None and added >= 0 else fmt_us(added) if added is not None else ''} |")
+        L.append("")
+    if bench.realtime:
+        L += render_realtime(bench)
+    if bench.memory or bench.node_memory or bench.tunnels or bench.node_ws:
+        L.append("## Memory")
+        L.append("")
+        if bench.memory:
+            L.append(f"Fresh front, {bench.memory[0]['connections']} idle keep-alive client connections "
+                     "(each sent one Get Session with cookie, then stays open). Peak RSS = VmHWM, summed "
+                     "over the front's processes (nginx: master + workers).")
+            L.append("")
+            L.append("| front | workers | processes | RSS before | peak RSS (VmHWM) | RSS holding them | "
+                     "per connection (peak − before) |")
+            L.append("|---|---|---|---|---|---|---|")
+            for m in bench.memory:
+                per = (m["hwm_after"] - m["rss_before"]) / max(m["connections"], 1)
+                L.append(f"| {m['front']} | {m['workers']} | {m['processes']} | "
+                         f"{m['rss_before'] / 2**20:.1f} MiB | {m['hwm_after'] / 2**20:.1f} MiB | "
+                         f"{m['rss_after'] / 2**20:.1f} MiB | {per / 1024:.1f} KiB |")
+            L.append("")
+        if bench.node_memory:
+            m = bench.node_memory
+            per = (m["rss_after"] - m["rss_before"]) / m["sessions"]
+            L.append(f"One session-node holding {m['sessions']:,} live sessions: RSS "
+                     f"{m['rss_before'] / 2**20:.1f} MiB before, {m['rss_after'] / 2**20:.1f} MiB after "
+                     f"(peak {m['hwm_after'] / 2**20:.1f} MiB), about {per:.0f} bytes per session.")
+            L.append("")
+        L += render_tunnels(bench)
+    L.append("## Notes")
+    L.append("")
+    for note in notes(bench, sat_rows, rate_rows):
+        L.append(f"- {note}")
+    L.append("")
+    L += render_optimisations()
+    return "\n".join(L)
+
+
+def mib(b):
+    return "–" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def render_realtime(bench):
+    s = bench.s
+    L = [f"## Realtime scale (issue 5)", ""]
+    L.append(f"**Target:** {REALTIME_TARGET_SESSIONS:,} concurrent sessions, each a customer and an agent on "
+             "WebSocket through the proxy, the customer sending "
+             f"{REALTIME_TARGET_RATE} messages a second: p99 delivery latency under "
+             f"{REALTIME_TARGET_P99_MS:g} ms, no message lost or reordered; peak RSS per connected client "
+             "for the node and the proxy (reported, no limit set).")
+    L.append("")
+    L.append(f"`cometd-load --sessions {s.realtime_sessions} --rate {s.realtime_rate:g} --duration "
+             f"{s.realtime_duration}s --threads 1` (bench/loadgen) through a fresh front with 1 worker"
+             + (" (pinned to CPU 1, cometd-load to CPU 0)" if s.pin else "")
+             + ", in front of node-1..node-3, run before the other phases (the nodes are fresh). Each "
+             "customer connects through the front unrouted (balanced), creates a session, joins and "
+             "subscribes; its agent connects with `?gcbSessionServer=<the session's node>`, joins and "
+             "subscribes; then the customers publish numbered messages and the agents measure delivery "
+             "latency (publish to receipt, in the generator's clock) and check order and loss."
+             + (f" **Quick run: {s.realtime_sessions} sessions for {s.realtime_duration} s, not the "
+                f"target's {REALTIME_TARGET_SESSIONS:,}: indicative only.**" if s.quick else ""))
+    L.append("")
+    L.append("| front | workers | sessions (clients) | sent | received | lost | reordered | p50 | p99 | "
+             "p99.9 | max | target |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in bench.realtime:
+        verdict = realtime_verdict(r)
+        dagger = " †" if r["cpu_foreign_pct"] > FOREIGN_LIMIT else ""
+        L.append(f"| {r['front']}{dagger} | {r['workers']} | {r['sessions']:,} ({r['clients']:,}) | "
+                 f"{r['sent']:,} | {r['received']:,} | {r['lost']} | {r['reordered']} | {r['p50_ms']:g} ms | "
+                 f"{r['p99_ms']:g} ms | {r['p999_ms']:g} ms | {r['max_ms']:g} ms | {verdict} |")
+    L.append("")
+    L.append("Peak RSS per connected client = (peak − RSS before) ÷ clients, the peak being VmHWM after the "
+             "run or RSS \"during\" (halfway through the publishing, every client connected), whichever is "
+             "higher (VmHWM lags RSS a little).")
+    L.append("")
+    L.append("| run | process | RSS before | VmHWM before | RSS during | VmHWM after | per client |")
+    L.append("|---|---|---|---|---|---|---|")
+    for r in bench.realtime:
+        run = f"{r['front']} w{r['workers']}"
+        L.append(f"| {run} | {r['front']} (fresh) | {mib(r['front_rss_before'])} | {mib(r['front_hwm_before'])} | "
+                 f"{mib(r['front_rss_during'])} | {mib(r['front_hwm_after'])} | "
+                 f"**{r['front_per_client'] / 1024:.1f} KiB** |")
+        for n in r["nodes"]:
+            clients = 2 * r.get("sessions_per_node", {}).get(n["name"], 0)
+            per = f"{(n['peak'] - n['rss_before']) / clients / 1024:.1f} KiB" if clients else "–"
+            L.append(f"| {run} | {n['name']} ({clients:,} clients) | {mib(n['rss_before'])} | "
+                     f"{mib(n['hwm_before'])} | {mib(n['rss_during'])} | {mib(n['hwm_after'])} | {per} |")
+        fresh = "" if r["nodes_fresh"] else " (nodes not fresh: an earlier run raised their peak)"
+        L.append(f"| {run} | nodes, total | | | | | **{r['nodes_per_client'] / 1024:.1f} KiB**{fresh} |")
+    L.append("")
+    for r in bench.realtime:
+        extra = []
+        if "setup_s" in r:
+            extra.append(f"set up in {r['setup_s']:g} s (not measured), sessions per node "
+                         f"{', '.join(f'{k} {v}' for k, v in r['sessions_per_node'].items())}")
+        if "acknowledged" in r:
+            extra.append(f"publishes acknowledged {r['acknowledged']:,}, refused {r['refused']}, duplicates "
+                         f"{r['duplicates']}, malformed {r['malformed']}")
+            extra.append(f"the generator's largest send lag (a publish sent later than scheduled: "
+                         f"not in the latency) {r['generator_send_lag_max_ms']:g} ms")
+        if r.get("agents_missing_messages"):
+            extra.append(f"⚠ {r['agents_missing_messages']} agents still missed messages after the drain")
+        extra.append(f"machine CPU busy {r['cpu_busy_pct']:g} %, of it {r['cpu_foreign_pct']:g} % by other "
+                     f"processes; the generator used {r['generator_cpu_s']:g} s of CPU in {r['elapsed_s']:g} s")
+        L.append(f"{r['front']} w{r['workers']}: " + "; ".join(extra) + ".")
+        L.append("")
+    return L
+
+
+def render_tunnels(bench):
+    s = bench.s
+    L = []
+    if bench.tunnels:
+        n = bench.tunnels[0]["tunnels"]
+        L.append(f"WebSocket tunnels: a fresh front, {n:,} WebSockets through it to {TUNNEL_NODE} "
+                 f"(`ws-tunnels --connections {n}`: each routed by `?gcbSessionServer={TUNNEL_NODE}`, one "
+                 "Bayeux handshake each, which must come from that node), held idle; read a second after "
+                 "all are open, and every tunnel must still answer a `/meta/connect` after the hold. "
+                 "Summed over the front's processes (nginx: master + workers).")
+        L.append("")
+        L.append("| front | workers | processes | RSS before | peak RSS (VmHWM) | RSS holding them | "
+                 "per tunnel (peak − before) |")
+        L.append("|---|---|---|---|---|---|---|")
+        for m in bench.tunnels:
+            L.append(f"| {m['front']} | {m['workers']} | {m['processes']} | {mib(m['rss_before'])} | "
+                     f"{mib(m['hwm_after'])} | {mib(m['rss_after'])} | {m['per_tunnel'] / 1024:.1f} KiB |")
+        L.append("")
+    if bench.node_ws:
+        m = bench.node_ws
+        L.append(f"One fresh session-node holding {m['tunnels']:,} WebSocket clients (`ws-tunnels` straight "
+                 f"at it, handshaken, idle): RSS {mib(m['rss_before'])} before, {mib(m['rss_after'])} "
+                 f"holding them (peak {mib(m['hwm_after'])}), about {m['per_tunnel'] / 1024:.1f} KiB per "
+                 "WebSocket client (peak − before).")
+        L.append("")
+    return L
+
+
+def render_optimisations():
+    path = BENCH_DIR / "optimisations.md"
+    if not path.exists():
+        return []
+    return ["## What was optimised and what it bought", "", path.read_text().rstrip("\n"), ""]
+
+
+def notes(bench, sat_rows, rate_rows):
+    s = bench.s
+    out = ["Everything runs on this one machine: wrk, the front, and the three nodes share "
+           f"{os.cpu_count()} CPUs, so a front's req/s is the throughput of the whole system with that "
+           "front in it, not of the front alone. \"direct\" is wrk straight at one node (node-0, outside "
+           "the fronts' pool, so its Create runs do not fill the others), doing the same requests: "
+           "the ceiling. Scenarios 2 and 3 do the same node work as 1, whose direct row is their ceiling.",
+           "nginx and HAProxy cannot look an owner up: the lookup rows are n/a for them, and in the mixed "
+           "scenario their lookups go round-robin, so about 2/3 of those (13 % of all requests) reach a "
+           "node that answers 404; those are counted and allowed for them only.",
+           "Nodes: --session-idle-timeout 30s --session-retention 10s and --max-sessions 1000000 (not "
+           "200000), so that the sessions the Create runs make (up to 80,000/s) expire before they exhaust "
+           "it; the bench re-touches its own sessions before every run. The node's sweeper then runs every "
+           "second holding the session lock. The memory node uses the defaults and --max-sessions 200000.",
+           "nginx memory is the sum over master and worker processes (shared pages counted in each)."]
+    foreign = [r["cpu_foreign_pct_max"] for r in sat_rows if "cpu_foreign_pct_max" in r]
+    foreign += [r["cpu_foreign_pct_max"] for r in rate_rows]
+    out.append(f"Shared machine: {bench.info['background_cpu_pct_at_start']} % of the CPU was busy "
+               "before the bench started anything. During each run the bench measures the CPU used by "
+               "processes it did not start; a run where they took more than "
+               f"{FOREIGN_LIMIT:.0f} % is run again (at most {MAX_RETRIES_PER_RUN} times, while the time "
+               f"budget allows) and the cleanest attempt kept: {bench.retries} retries this time."
+               + (f" Rows marked † still had up to {max(foreign):.0f} % taken by other processes in "
+                  "some round (per-run `cpu_foreign_pct` in results.json)."
+                  if foreign and max(foreign) > FOREIGN_LIMIT else ""))
+    for r in rate_rows:
+        if r["front"] != "direct":
+            sat = [x for x in sat_rows if x.get("front") == r["front"] and x.get("workers") == r["workers"]
+                   and x.get("scenario") == r["scenario"] and "rps_median" in x]
+            if sat and r["target_rps"] > 0.33 * sat[0]["rps_median"]:
+                out.append(f"The fixed rate ({r['target_rps']}/s) is more than a third of {r['front']} "
+                           f"w{r['workers']}'s saturation rate for {r['scenario']} "
+                           f"({sat[0]['rps_median']:.0f}/s): its fixed-rate latency includes queueing.")
+    for skip in bench.skipped:
+        out.append(f"Skipped: {skip}.")
+    if bench.phase_seconds:
+        ph = dict(bench.phase_seconds)
+        total = ph.pop("total", None)
+        out.append((f"This run took {total:.0f} s" if total else "Time per phase")
+                   + ": " + ", ".join(f"{k} {v:.0f} s" for k, v in ph.items())
+                   + " (results.json `phase_seconds`).")
+    errors = unexpected_errors(bench)
+    if errors:
+        out.insert(0, "**⚠ Fronts answered errors** (the bench exits with status 1): " + "; ".join(errors)
+                   + ". Runs with more than 0.1 % errors stop the bench at once.")
+    return out
+
+
+def unexpected_errors(bench):
+    out = []
+    for r in bench.runs:
+        if r.get("unexpected_non2xx"):
+            label = r["front"] if r["front"] == "direct" else f"{r['front']} w{r['workers']}"
+            what = r["scenario"] + (f" at {r['target_rps']}/s" if r["phase"] == "rate" else "")
+            seen = f" ({r['bad_statuses']})" if r.get("bad_statuses") else ""
+            out.append(f"{label}, {what}, round {r['round'] + 1}: {r['unexpected_non2xx']} of "
+                       f"{r['requests']}{seen}")
+    return out
+
+
+def write_results(bench, info):
+    s = bench.s
+    sat_rows = summarize(bench)
+    rate_rows = summarize_rate(bench)
+    data = {"machine": info, "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                          for k, v in vars(s).items()},
+            "saturation": sat_rows, "fixed_rate": rate_rows, "memory_idle_connections": bench.memory,
+            "memory_node_sessions": bench.node_memory,
+            "websocket_tunnels": bench.tunnels, "websocket_node": bench.node_ws,
+            "realtime": bench.realtime, "phase_seconds": bench.phase_seconds,
+            "skipped": bench.skipped, "runs": bench.runs}
+    s.results_json.parent.mkdir(parents=True, exist_ok=True)
+    s.results_json.write_text(json.dumps(data, indent=1) + "\n")
+    md = render_markdown(bench, info, sat_rows, rate_rows)
+    s.results_md.write_text(md)
+    return md
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def save_partial(bench, info):
+    """On a failure, keeps the runs measured so far (not as RESULTS.md)."""
+    path = bench.s.out_dir / "partial-runs.json"
+    path.write_text(json.dumps({"machine": info, "runs": bench.runs, "realtime": bench.realtime,
+                                "websocket_tunnels": bench.tunnels, "websocket_node": bench.node_ws,
+                                "phase_seconds": bench.phase_seconds}, indent=1) + "\n")
+    log(f"runs measured before the failure: {path}")
+
+
+def prepare_dirs(settings):
+    for sub in ("logs", "conf", "data", "run", "run/logs", "latency"):
+        (settings.out_dir / sub).mkdir(parents=True, exist_ok=True)
+    for f in (settings.out_dir / "logs").glob("*.log"):
+        f.unlink()
+
+
+def main(argv):
+    settings = parse_args(argv)
+    prepare_dirs(settings)
+    if not (settings.bin_dir / "session-node").exists():
+        raise BenchError(f"{settings.bin_dir / 'session-node'} missing: cargo build --release --bins")
+    ensure_tools()
+    info = machine_info()
+    procs = Procs(settings.out_dir / "logs")
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    t0 = time.time()
+    bench = Bench(settings, procs)
+    bench.info = info
+    try:
+        with bench.phase("setup"):
+            bench.start_cluster()
+        if settings.websocket:
+            log(f"WebSocket: realtime run ({settings.realtime_sessions} sessions × "
+                f"{settings.realtime_rate:g}/s for {settings.realtime_duration} s), then "
+                f"{settings.tunnels} tunnels through each fresh front")
+            with bench.phase("websocket"):
+                bench.websocket_phase()
+        with bench.phase("fronts"):
+            bench.start_fronts()
+            bench.warm_up()
+        # After the WebSocket phase: the retries get what the budget leaves.
+        bench.plan_retries()
+        log(f"saturation: {settings.rounds} rounds × scenarios {', '.join(settings.scenarios)}")
+        with bench.phase("saturation"):
+            bench.saturation_rounds()
+        if settings.rate_phase:
+            log(f"fixed rate {settings.rate}/s: {settings.rate_rounds} rounds")
+            with bench.phase("fixed rate"):
+                bench.rate_rounds()
+        if settings.memory_workers or settings.node_sessions:
+            log("memory")
+            with bench.phase("memory"):
+                bench.memory_phase()
+        bench.phase_seconds["total"] = round(time.time() - t0, 1)
+        md = write_results(bench, info)
+    except BenchError:
+        save_partial(bench, info)
+        raise
+    finally:
+        procs.stop_all()
+    print()
+    print(md)
+    log(f"done in {time.time() - t0:.0f}s: {settings.results_md} and {settings.results_json}")
+    errors = unexpected_errors(bench)
+    if errors:
+        raise BenchError("fronts answered errors: " + "; ".join(errors))
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except BenchError as e:
+        print(f"\nBENCH FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nbench interrupted; everything it started is stopped", file=sys.stderr)
+        sys.exit(130)
