@@ -1944,6 +1944,9 @@ def main(argv):
                 f"{settings.tunnels} tunnels through each fresh front")
             with bench.phase("websocket"):
                 bench.websocket_phase()
+            # The phase outlasts the nodes' 30 s idle timeout: the sessions
+            # pre-created before it have expired, so make them anew.
+            bench.pools = make_pools(settings, bench.nodes, bench.direct_node)
         with bench.phase("fronts"):
             bench.start_fronts()
             bench.warm_up()

@@ -187,8 +187,13 @@ impl Sessions {
         let _ = self.events.send(event);
     }
 
-    /// Emits `Deactivated` for a session that just ended.
+    /// Emits `Deactivated` for a session that just ended, unless no one ever
+    /// joined it: then there is no one to tell, and a mass expiry of such
+    /// sessions would only flood the realtime dispatcher.
     fn emit_ended(&self, token: &str, session: &Session) {
+        if session.users.is_empty() {
+            return;
+        }
         if let Some(ended) = session.ended {
             self.emit(SessionEvent::Deactivated {
                 session: token.to_owned(),

@@ -169,7 +169,7 @@ impl OwnerLookup {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    tracing::debug!(%token, "owner lookup timed out");
+                    tracing::warn!(%token, "owner lookup timed out: answering 503 rather than guessing");
                     if silent.is_none() {
                         silent = pending.first().cloned();
                     }
@@ -217,7 +217,7 @@ async fn ask_one(
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(node = node.name(), %error, "owner lookup request failed");
+            tracing::warn!(node = node.name(), error = %crate::forward::ErrorChain(&error), "owner lookup request failed");
             return Answer::Silent(node);
         }
     };
@@ -228,7 +228,7 @@ async fn ask_one(
         StatusCode::OK | StatusCode::GONE => Answer::Owner(node),
         StatusCode::NOT_FOUND => Answer::NotHere(node),
         other => {
-            tracing::debug!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
+            tracing::warn!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
             Answer::Silent(node)
         }
     }

@@ -147,6 +147,14 @@ impl ConnectionPool {
                 Err(mut error) => match error.take_message() {
                     // Not sent: a kept connection the node had just closed.
                     Some(request) if reused => request,
+                    // Sent (at least partly) on a kept connection that then
+                    // broke: that may be a keep-alive race rather than a dead
+                    // node, so it says 502 and leaves the node's state to the
+                    // health checks and to the next connect.
+                    None if reused => {
+                        classify(error.error());
+                        return Err(ForwardFailure::Other);
+                    }
                     _ => return Err(classify(error.error())),
                 },
             };
