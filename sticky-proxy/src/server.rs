@@ -595,17 +595,7 @@ async fn handle(
         Target::Session(token) => {
             let set = shared.membership.load_full();
             match shared.lookup.owner(token, &set).await {
-                Owner::Cached(node) => {
-                    forward_bound(
-                        shared,
-                        client,
-                        request,
-                        node,
-                        Decision::LookupHit,
-                        Some(token),
-                    )
-                    .await
-                }
+                Owner::Cached(node) => forward_cached(shared, client, request, node, token).await,
                 Owner::Found(node) => {
                     forward_bound(
                         shared,
@@ -680,6 +670,72 @@ async fn forward_bound(
     decision: Decision,
     token: Option<SessionToken>,
 ) -> Response<ProxyBody> {
+    forward_prepared(shared, prepare(client, request), node, decision, token).await
+}
+
+/// Forwards a request whose owner came from the cache. A cached owner can be
+/// stale: the session ended there and was forgotten, and a new session now
+/// has the same nine digits on another node. If the cached owner answers 404
+/// and the request has no body (so it can be sent again as it was), the
+/// owner is looked up afresh and, if another node owns the token now, the
+/// request goes there.
+async fn forward_cached(
+    shared: &Shared,
+    client: &ClientInfo,
+    request: Request<Incoming>,
+    node: Arc<Node>,
+    token: SessionToken,
+) -> Response<ProxyBody> {
+    let prepared = prepare(client, request);
+    let again = (prepared.body.is_none() && prepared.client_upgrade.is_none())
+        .then(|| copy_head(&prepared.parts));
+    let response = forward_prepared(
+        shared,
+        prepared,
+        node.clone(),
+        Decision::LookupHit,
+        Some(token),
+    )
+    .await;
+    let Some(parts) = again else {
+        return response;
+    };
+    if response.status() != StatusCode::NOT_FOUND {
+        return response;
+    }
+    // (forward_prepared forgot the cache entry on that 404.)
+    let set = shared.membership.load_full();
+    match shared.lookup.owner(token, &set).await {
+        Owner::Found(owner) if !Arc::ptr_eq(&owner, &node) => {
+            tracing::debug!(%token, stale = node.name(), owner = owner.name(), "cached owner was stale");
+            let prepared = Prepared {
+                parts,
+                body: None,
+                client_upgrade: None,
+            };
+            forward_prepared(shared, prepared, owner, Decision::LookupMiss, Some(token)).await
+        }
+        _ => response,
+    }
+}
+
+/// A copy of a prepared request head, for sending a bodiless request again.
+fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+async fn forward_prepared(
+    shared: &Shared,
+    prepared: Prepared,
+    node: Arc<Node>,
+    decision: Decision,
+    token: Option<SessionToken>,
+) -> Response<ProxyBody> {
     if node.state() == NodeState::Down {
         shared.decide(Decision::Unavailable);
         return node_error(
@@ -691,7 +747,7 @@ async fn forward_bound(
         mut parts,
         body,
         client_upgrade,
-    } = prepare(client, request);
+    } = prepared;
     let Some(uri) = upstream_uri(&parts.uri) else {
         shared.decide(decision);
         return node_error(

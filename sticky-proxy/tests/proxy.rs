@@ -206,8 +206,9 @@ async fn session_paths_are_routed_to_the_owner_found_by_lookup() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
-    // …so the next request looks up again, finds no owner and is balanced;
-    // whichever node gets it answers 404.
+    // …and, the request having no body, the proxy looked again at once (no
+    // owner: the 404 stands). The next request looks up again, finds no
+    // owner and is balanced; whichever node gets it answers 404.
     let unknown = http
         .get(proxy.url(&format!("/cobrowse/rest/live/sessions/{token}")))
         .header("origin", "https://agent.example")
@@ -215,7 +216,7 @@ async fn session_paths_are_routed_to_the_owner_found_by_lookup() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    assert_eq!((n1.lookups(), n2.lookups()), (2, 2));
+    assert_eq!((n1.lookups(), n2.lookups()), (3, 3));
 }
 
 #[tokio::test]
@@ -250,6 +251,30 @@ async fn a_lookup_a_node_could_not_answer_is_503_not_a_guess() {
     assert_eq!(response.status(), 200);
     let body: shared_types::api::GetSessionResponse = response.json().await.unwrap();
     assert_eq!(body.session_server_name, "node-2");
+}
+
+#[tokio::test]
+async fn a_stale_cached_owner_is_looked_up_again_for_a_bodiless_request() {
+    let n1 = FakeNode::start("node-1").await;
+    let n2 = FakeNode::start("node-2").await;
+    let proxy = TestProxy::start(&["--node", &n1.flag(), "--node", &n2.flag()]).await;
+    let token = n1.add_session();
+    let get = || {
+        client()
+            .get(proxy.url(&format!("/cobrowse/rest/live/sessions/{token}")))
+            .header("origin", "http://a")
+            .send()
+    };
+    let first: shared_types::api::GetSessionResponse = get().await.unwrap().json().await.unwrap();
+    assert_eq!(first.session_server_name, "node-1");
+    // The session is forgotten on node-1 and the same nine digits now name
+    // a new session on node-2, while the proxy still caches node-1.
+    n1.state.sessions.lock().unwrap().remove(&token);
+    n2.state.sessions.lock().unwrap().insert(token.clone());
+    let response = get().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let second: shared_types::api::GetSessionResponse = response.json().await.unwrap();
+    assert_eq!(second.session_server_name, "node-2");
 }
 
 #[tokio::test]
