@@ -185,6 +185,14 @@ impl OwnerLookup {
                 .await;
             });
         }
+        if owner.is_none() && silent.is_none() {
+            // A node that is down was not asked, and its sessions may be the
+            // one: say so rather than send the request elsewhere.
+            silent = nodes
+                .iter()
+                .find(|node| node.state() == NodeState::Down)
+                .cloned();
+        }
         owner.ok_or(NoOwner(silent))
     }
 }

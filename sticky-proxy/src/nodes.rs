@@ -164,6 +164,9 @@ impl Node {
     /// Called when a reload removes the node: its gauge reads 0 (it takes no
     /// traffic any more), while requests already forwarded to it finish.
     pub fn retire(&self) {
+        // Down, so that nothing still holding it (a lookup that finished
+        // after the reload and cached it) can send it a request.
+        self.set_state(NodeState::Down);
         self.state_gauge.set(0.0);
     }
 

@@ -278,6 +278,27 @@ async fn a_stale_cached_owner_is_looked_up_again_for_a_bodiless_request() {
 }
 
 #[tokio::test]
+async fn a_lookup_while_a_node_is_down_is_503_naming_it() {
+    let n1 = FakeNode::start("node-1").await;
+    let mut n2 = FakeNode::start("node-2").await;
+    let proxy = TestProxy::start(&["--node", &n1.flag(), "--node", &n2.flag()]).await;
+    n2.stop().await;
+    proxy.wait_state("node-2", "down").await;
+    // The session may have lived on node-2: node-1 must not get the request.
+    let response = client()
+        .get(proxy.url(&format!("/cobrowse/rest/live/sessions/{}", new_token())))
+        .header("origin", "http://a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = error_body(response).await;
+    assert_eq!(body.error, "session_server_unavailable");
+    assert!(body.message.contains("node-2"), "{}", body.message);
+    assert_eq!(n1.state.forwarded.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn malformed_tokens_are_not_looked_up() {
     let n1 = FakeNode::start("node-1").await;
     let proxy = TestProxy::start(&["--node", &n1.flag()]).await;

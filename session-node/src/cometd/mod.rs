@@ -173,6 +173,26 @@ pub struct HeldConnect {
     pub deadline: Instant,
 }
 
+/// Marks a held long-poll as no longer held when its waiting is dropped
+/// (abandoned or finished); `finish_connect` does the same, so running both
+/// is harmless.
+struct ReleaseOnDrop<'a> {
+    bayeux: &'a Bayeux,
+    client_id: String,
+    generation: u64,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.bayeux.lock().clients.get_mut(&self.client_id) {
+            if client.connect_generation == self.generation && client.held {
+                client.held = false;
+                client.last_seen = Instant::now();
+            }
+        }
+    }
+}
+
 /// The Bayeux server of this node.
 #[derive(Debug)]
 pub struct Bayeux {
@@ -390,6 +410,14 @@ impl Bayeux {
         else {
             return vec![unknown_client(&held.reply)];
         };
+        // If the long-poll is abandoned while waiting (the browser tab
+        // closed, the proxy dropped the request), the client must not stay
+        // "held" for ever: the sweeper would never forget it.
+        let release = ReleaseOnDrop {
+            bayeux: self,
+            client_id: held.client_id.clone(),
+            generation: held.generation,
+        };
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -409,6 +437,7 @@ impl Bayeux {
                 () = tokio::time::sleep_until(held.deadline) => break,
             }
         }
+        drop(release);
         self.finish_connect(held)
     }
 

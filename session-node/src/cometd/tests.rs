@@ -462,6 +462,29 @@ async fn a_newer_connect_releases_the_older_one() {
     assert_eq!(answer[0].id, Some(json!("1")));
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_long_poll_does_not_keep_its_client_alive() {
+    let bayeux = Arc::new(engine());
+    let client = handshake(&bayeux);
+    let held = bayeux
+        .handle(
+            vec![msg(json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling"}))],
+            Transport::LongPolling,
+        )
+        .connect
+        .unwrap();
+    let waiter = tokio::spawn({
+        let bayeux = Arc::clone(&bayeux);
+        async move { bayeux.hold(held).await }
+    });
+    tokio::task::yield_now().await;
+    // The browser tab closes: the request, and the hold with it, is dropped.
+    waiter.abort();
+    let _ = waiter.await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(bayeux.sweep(), 1);
+}
+
 #[test]
 fn the_wrong_connection_type_is_refused() {
     let bayeux = engine();

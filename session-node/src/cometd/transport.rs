@@ -100,11 +100,15 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
     let mut pending: Option<HeldConnect> = None;
     loop {
         // Register for wake-ups before looking at the queue, so a message
-        // queued in between still wakes us.
+        // queued in between still wakes us (`notify_waiters` keeps no permit).
         let wake = notify.clone();
-        let notified = async move {
-            match wake {
-                Some(n) => n.notified().await,
+        let mut registered = wake.as_deref().map(|n| Box::pin(n.notified()));
+        if let Some(n) = registered.as_mut() {
+            n.as_mut().enable();
+        }
+        let notified = async {
+            match registered.as_mut() {
+                Some(n) => n.as_mut().await,
                 None => std::future::pending().await,
             }
         };
@@ -144,11 +148,17 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
                     }
                 };
                 let outcome = bayeux.handle(batch, Transport::WebSocket);
-                if client.is_none() {
-                    if let Some(id) = outcome.client_id.clone() {
-                        notify = bayeux.notifier(&id);
-                        if notify.is_some() {
+                // The socket carries the client the batch spoke for: the
+                // first one, or a new one after a handshake again (a client
+                // that was dropped and told to handshake).
+                if let Some(id) = outcome.client_id.clone() {
+                    if client.as_deref() != Some(id.as_str()) {
+                        if let Some(fresh) = bayeux.notifier(&id) {
+                            if let Some(old) = client.take() {
+                                bayeux.set_attached(&old, false);
+                            }
                             bayeux.set_attached(&id, true);
+                            notify = Some(fresh);
                             client = Some(id);
                         }
                     }
