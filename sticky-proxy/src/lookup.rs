@@ -155,12 +155,19 @@ impl OwnerLookup {
             .collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut silent: Option<Arc<Node>> = None;
-        let mut owner = None;
+        let mut owner: Option<Arc<Node>> = None;
+        // A node that only retains the session as ended (410) is the owner
+        // unless another node has a live session with the same nine digits.
+        let mut ended = None;
         loop {
             match tokio::time::timeout_at(deadline, asks.next()).await {
                 Ok(Some(Answer::Owner(node))) => {
                     owner = Some(node);
                     break;
+                }
+                Ok(Some(Answer::Ended(node))) => {
+                    pending.retain(|n| !Arc::ptr_eq(n, &node));
+                    ended.get_or_insert(node);
                 }
                 Ok(Some(Answer::NotHere(node))) => pending.retain(|n| !Arc::ptr_eq(n, &node)),
                 Ok(Some(Answer::Silent(node))) => {
@@ -185,6 +192,7 @@ impl OwnerLookup {
                 .await;
             });
         }
+        let owner = owner.or(ended);
         if owner.is_none() && silent.is_none() {
             // A node that is down was not asked, and its sessions may be the
             // one: say so rather than send the request elsewhere.
@@ -200,8 +208,10 @@ impl OwnerLookup {
 /// One node's answer to "is this session yours?".
 #[derive(Debug)]
 enum Answer {
-    /// 200, or 410 (ended but retained).
+    /// 200: a live session.
     Owner(Arc<Node>),
+    /// 410: an ended session the node still retains.
+    Ended(Arc<Node>),
     /// 404.
     NotHere(Arc<Node>),
     /// No answer, or one that says nothing (an error, a 5xx).
@@ -233,7 +243,8 @@ async fn ask_one(
     // Read the small body so the connection returns to the pool.
     let _ = response.into_body().collect().await;
     match status {
-        StatusCode::OK | StatusCode::GONE => Answer::Owner(node),
+        StatusCode::OK => Answer::Owner(node),
+        StatusCode::GONE => Answer::Ended(node),
         StatusCode::NOT_FOUND => Answer::NotHere(node),
         other => {
             tracing::warn!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");

@@ -674,9 +674,9 @@ async fn forward_bound(
 }
 
 /// Forwards a request whose owner came from the cache. A cached owner can be
-/// stale: the session ended there and was forgotten, and a new session now
-/// has the same nine digits on another node. If the cached owner answers 404
-/// and the request has no body (so it can be sent again as it was), the
+/// stale: the session ended there (and may be forgotten), and a new session
+/// now has the same nine digits on another node. If the cached owner answers
+/// 404 or 410 and the request has no body (so it can be sent again as it was), the
 /// owner is looked up afresh and, if another node owns the token now, the
 /// request goes there.
 async fn forward_cached(
@@ -700,10 +700,13 @@ async fn forward_cached(
     let Some(parts) = again else {
         return response;
     };
-    if response.status() != StatusCode::NOT_FOUND {
-        return response;
+    match response.status() {
+        // (forward_prepared forgot the cache entry on that 404.)
+        StatusCode::NOT_FOUND => {}
+        // Ended there; a live session with the same digits may exist elsewhere.
+        StatusCode::GONE => shared.lookup.forget(token).await,
+        _ => return response,
     }
-    // (forward_prepared forgot the cache entry on that 404.)
     let set = shared.membership.load_full();
     match shared.lookup.owner(token, &set).await {
         Owner::Found(owner) if !Arc::ptr_eq(&owner, &node) => {
