@@ -142,7 +142,8 @@ impl Budgets {
         self.apply(key, false)
     }
 
-    /// Spends one unit if any is left (a create), else refuses.
+    /// Spends one unit if any is left (a create), else refuses and spends
+    /// nothing.
     pub fn take(&self, key: &ClientKey) -> Result<(), RetryAfter> {
         self.apply(key, true)
     }
@@ -179,6 +180,8 @@ impl Budgets {
             if let Some(refusal) = self.refusal(&window, now) {
                 return Err(refusal);
             }
+            window.spent = window.spent.saturating_add(1);
+            return Ok(());
         }
         window.spent = window.spent.saturating_add(1);
         self.refusal(&window, now).map_or(Ok(()), Err)
@@ -254,10 +257,12 @@ mod tests {
     async fn take_refuses_once_spent_and_spends_nothing_then() {
         let budgets = Budgets::new("2/1m".parse().unwrap(), 1000);
         assert_eq!(budgets.take(&key(1)), Ok(()));
-        assert!(
-            budgets.take(&key(1)).is_err(),
-            "second take spends the last unit"
+        assert_eq!(
+            budgets.take(&key(1)),
+            Ok(()),
+            "the second is within the budget"
         );
+        assert!(budgets.take(&key(1)).is_err());
         assert!(budgets.take(&key(1)).is_err());
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(budgets.take(&key(1)), Ok(()));

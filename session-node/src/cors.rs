@@ -5,7 +5,11 @@
 //! by `--allowed-origins`. Every other API answer also carries the CORS headers
 //! when the caller's origin is allowed, so a browser page can use the whole API.
 //!
-//! Patterns: `*` allows every origin; `https://*.example.com` allows any
+//! Patterns: `*` allows every origin, and then answers carry
+//! `Access-Control-Allow-Origin: *` without `Access-Control-Allow-Credentials`
+//! (reflecting any origin *with* credentials would let every page on the web
+//! act with the visitor's cookies; browsers and Spring refuse the pair too);
+//! `https://*.example.com` allows any
 //! subdomain of `example.com` over https on the default port, but neither
 //! `https://example.com` itself nor a look-alike such as
 //! `https://example.com.evil.net`; anything else must match exactly.
@@ -128,22 +132,35 @@ impl AllowedOrigins {
         })
     }
 
+    /// Whether `*` is among the patterns.
+    pub fn is_any(&self) -> bool {
+        self.0.contains(&Pattern::Any)
+    }
+
     /// The request's origin if it is present and allowed.
     pub fn check(&self, headers: &HeaderMap) -> Option<Origin> {
         Origin::of_request(headers).filter(|origin| self.allows(origin))
     }
 }
 
-/// Headers on any answer to an allowed origin.
-pub fn add_cors_headers(headers: &mut HeaderMap, origin: &Origin) {
-    if let Ok(value) = HeaderValue::from_str(origin.as_str()) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+/// Headers on any answer to an allowed origin: that origin with
+/// credentials, or `*` without them when every origin is allowed.
+pub fn add_cors_headers(headers: &mut HeaderMap, origin: &Origin, allowed: &AllowedOrigins) {
+    if allowed.is_any() {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else {
+        if let Ok(value) = HeaderValue::from_str(origin.as_str()) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
     }
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static(shared_types::names::SESSION_SERVER),
@@ -158,7 +175,7 @@ pub fn add_preflight_headers(headers: &mut HeaderMap) {
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, gcbSessionServer"),
+        HeaderValue::from_static("Content-Type, Authorization, gcbSessionServer"),
     );
     headers.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shared_types::error::{codes, ErrorBody};
 
-use crate::sessions::SessionError;
+use crate::sessions::{SessionError, MAX_NAME_CHARS};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -34,6 +34,20 @@ pub enum ApiError {
     },
     Draining,
     CapacityExhausted {
+        retry_after_secs: u64,
+    },
+    /// Agent-side join without a credential; `unconfigured` when this node
+    /// has no key to check one against.
+    AgentAuthRequired {
+        unconfigured: bool,
+    },
+    AgentAuthInvalid,
+    CustomerKeyInvalid,
+    CustomerAlreadyJoined,
+    TooManyAttempts {
+        retry_after_secs: u64,
+    },
+    TooManyCreates {
         retry_after_secs: u64,
     },
 }
@@ -104,12 +118,61 @@ impl ApiError {
                 codes::CAPACITY_EXHAUSTED,
                 "this node holds as many sessions as it may; try again later".into(),
             ),
+            AgentAuthRequired { unconfigured } => (
+                StatusCode::UNAUTHORIZED,
+                codes::AGENT_AUTH_REQUIRED,
+                if *unconfigured {
+                    "agents cannot join: this node has no agent key configured".into()
+                } else {
+                    "joining as agent or controller needs an agent credential (Authorization: Bearer)".into()
+                },
+            ),
+            AgentAuthInvalid => (
+                StatusCode::UNAUTHORIZED,
+                codes::AGENT_AUTH_INVALID,
+                "the agent credential is not valid for this join".into(),
+            ),
+            CustomerKeyInvalid => (
+                StatusCode::FORBIDDEN,
+                codes::CUSTOMER_KEY_INVALID,
+                "joining as the customer needs the session's customerKey".into(),
+            ),
+            CustomerAlreadyJoined => (
+                StatusCode::CONFLICT,
+                codes::CUSTOMER_ALREADY_JOINED,
+                "the session's customer has already joined".into(),
+            ),
+            TooManyAttempts { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::TOO_MANY_ATTEMPTS,
+                "too many failed attempts from this client; try again later".into(),
+            ),
+            TooManyCreates { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::TOO_MANY_CREATES,
+                "too many sessions created by this client; try again later".into(),
+            ),
+        }
+    }
+
+    /// `Retry-After` seconds, for the answers that have one.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::CapacityExhausted { retry_after_secs }
+            | ApiError::TooManyAttempts { retry_after_secs }
+            | ApiError::TooManyCreates { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 }
 
+/// A session refusal as an answer; refusals that guard access are counted in
+/// `node_rejected_total{reason}` on the way.
 impl From<SessionError> for ApiError {
     fn from(err: SessionError) -> Self {
+        if let Some(reason) = err.rejection_reason() {
+            metrics::counter!("node_rejected_total", "reason" => reason).increment(1);
+        }
         match err {
             SessionError::SessionNotFound => ApiError::SessionNotFound,
             SessionError::UserNotFound => ApiError::UserNotFound,
@@ -120,6 +183,24 @@ impl From<SessionError> for ApiError {
             SessionError::CapacityExhausted => ApiError::CapacityExhausted {
                 retry_after_secs: 5,
             },
+            SessionError::NameTooLong => {
+                ApiError::BadRequest(format!("name is longer than {MAX_NAME_CHARS} characters"))
+            }
+            SessionError::AgentAuthRequired => ApiError::AgentAuthRequired {
+                unconfigured: false,
+            },
+            SessionError::AgentAuthUnconfigured => {
+                ApiError::AgentAuthRequired { unconfigured: true }
+            }
+            SessionError::AgentAuthInvalid => ApiError::AgentAuthInvalid,
+            SessionError::CustomerKeyInvalid => ApiError::CustomerKeyInvalid,
+            SessionError::CustomerAlreadyJoined => ApiError::CustomerAlreadyJoined,
+            SessionError::TooManyAttempts(retry) => ApiError::TooManyAttempts {
+                retry_after_secs: retry.secs(),
+            },
+            SessionError::TooManyCreates(retry) => ApiError::TooManyCreates {
+                retry_after_secs: retry.secs(),
+            },
         }
     }
 }
@@ -128,10 +209,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
-        if let ApiError::CapacityExhausted { retry_after_secs } = self {
+        if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cobrowse\""),
+            );
         }
         response
     }

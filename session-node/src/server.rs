@@ -2,13 +2,15 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::Config;
+use crate::state::AppState;
 
 /// Serves the API on `listener` until `shutdown` completes, then drains:
 /// health turns 503 and Create Session is refused at once, the node goes on
@@ -24,6 +26,13 @@ pub async fn serve(
 ) -> io::Result<()> {
     let state =
         AppState::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for warning in config.startup_warnings() {
+        tracing::warn!("{warning}");
+    }
+    if let Some(addr) = config.metrics_listen {
+        let bound = crate::metrics::spawn(addr, state.clone()).await?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
     tracing::info!(name = %config.name, "listening on {}", listener.local_addr()?);
 
     let sweeper = tokio::spawn(sweep_forever(state.clone(), sweep_period(&config)));
@@ -36,7 +45,9 @@ pub async fn serve(
             tracing::trace!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, api::app(state))
+    // Each request knows its peer: budgets and caps are per client address.
+    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(drained)
         .await;
     sweeper.abort();
@@ -77,7 +88,10 @@ async fn sweep_forever(state: AppState, period: Duration) {
     loop {
         ticker.tick().await;
         state.sessions.sweep();
-        state.bayeux.sweep();
+        let swept = state.bayeux.sweep();
+        if swept > 0 {
+            metrics::counter!("node_cometd_swept_total").increment(swept as u64);
+        }
     }
 }
 
@@ -104,6 +118,7 @@ fn sweep_period(config: &Config) -> Duration {
         .limits
         .idle_timeout
         .min(config.limits.retention)
-        .min(config.bayeux.max_interval);
+        .min(config.bayeux.max_interval)
+        .min(config.bayeux.handshake_timeout);
     (shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(10))
 }

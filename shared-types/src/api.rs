@@ -10,6 +10,17 @@ pub struct CreateSessionResponse {
     pub session_server_name: String,
 }
 
+/// What a node answers Create Session with: the contract's two fields, and
+/// the session's `customerKey` (only the creator learns it, and joining as
+/// the customer needs it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedSession {
+    #[serde(flatten)]
+    pub session: CreateSessionResponse,
+    pub customer_key: String,
+}
+
 /// Answer of Get Session (`GET <context>/rest/live/sessions/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +84,13 @@ pub struct JoinRequest {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The session's `customerKey`, needed to join as the customer (role 1).
+    #[serde(
+        rename = "customerKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub customer_key: Option<String>,
 }
 
 /// One participant as listed to the others.
@@ -83,6 +101,10 @@ pub struct UserInfo {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For agents and controllers: the `sub` of the credential they joined
+    /// with, so the other parties know who is watching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
 }
 
 /// Answer of Join Session.
@@ -121,6 +143,24 @@ mod tests {
             json,
             r#"{"sessionToken":"045800826","sessionServerName":"node-1"}"#
         );
+    }
+
+    #[test]
+    fn created_session_adds_the_customer_key() {
+        let body = CreatedSession {
+            session: CreateSessionResponse {
+                session_token: "045800826".into(),
+                session_server_name: "node-1".into(),
+            },
+            customer_key: "k".into(),
+        };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            json,
+            r#"{"sessionToken":"045800826","sessionServerName":"node-1","customerKey":"k"}"#
+        );
+        let plain: CreateSessionResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(plain, body.session);
     }
 
     #[test]

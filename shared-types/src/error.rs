@@ -60,6 +60,26 @@ pub mod codes {
     pub const HEADERS_TOO_LARGE: &str = "request_header_fields_too_large";
     /// 400: a malformed request.
     pub const BAD_REQUEST: &str = "bad_request";
+    /// 429: this client (address, or agent) missed too often: unknown or
+    /// ended tokens, bad credentials or keys. `Retry-After` says when to
+    /// try again.
+    pub const TOO_MANY_ATTEMPTS: &str = "too_many_attempts";
+    /// 429: this client created too many sessions lately (`Retry-After`).
+    pub const TOO_MANY_CREATES: &str = "too_many_creates";
+    /// 429 (proxy): this client holds too many connections.
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    /// 401: joining as agent or controller needs an agent credential
+    /// (`Authorization: Bearer <JWT>`).
+    pub const AGENT_AUTH_REQUIRED: &str = "agent_auth_required";
+    /// 401: the agent credential is not valid (for this session or role).
+    pub const AGENT_AUTH_INVALID: &str = "agent_auth_invalid";
+    /// 403: joining as the customer needs the session's `customerKey`.
+    pub const CUSTOMER_KEY_INVALID: &str = "customer_key_invalid";
+    /// 409: the session's customer has already joined.
+    pub const CUSTOMER_ALREADY_JOINED: &str = "customer_already_joined";
+    /// 409 (proxy): two nodes claim the same session token; the proxy picks
+    /// neither.
+    pub const SESSION_AMBIGUOUS: &str = "session_ambiguous";
     /// 500: a bug; the message says no more than that.
     pub const INTERNAL: &str = "internal_error";
 }

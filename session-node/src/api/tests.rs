@@ -6,10 +6,19 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::*;
+use crate::config::Config;
 use crate::cors::AllowedOrigins;
+use crate::sessions::MAX_NAME_CHARS;
+use crate::test_support::{access_config, agent_jwt};
 
 const ORIGIN: &str = "https://shop.example.com";
+
+/// Customer keys of the sessions `create` made, so `join` can present them.
+static CUSTOMER_KEYS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
 fn config() -> Config {
     Config {
@@ -18,6 +27,7 @@ fn config() -> Config {
             "https://shop.example.com, https://*.agents.example",
         )
         .unwrap(),
+        access: access_config(),
         ..Config::default()
     }
 }
@@ -60,21 +70,40 @@ async fn create(state: &AppState) -> String {
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
-    a.body["sessionToken"].as_str().unwrap().to_owned()
+    let token = a.body["sessionToken"].as_str().unwrap().to_owned();
+    let key = a.body["customerKey"].as_str().unwrap().to_owned();
+    CUSTOMER_KEYS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(token.clone(), key);
+    token
 }
 
+fn customer_key(token: &str) -> Option<String> {
+    CUSTOMER_KEYS.lock().unwrap().as_ref()?.get(token).cloned()
+}
+
+/// Joins as the role's rightful party: the customer with the session's key,
+/// agents with a credential.
 async fn join(state: &AppState, token: &str, role: u8) -> Answer {
-    send(
-        state,
-        req(
-            Method::POST,
-            &format!("/cobrowse/rest/live/sessions/{token}/users"),
-        )
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"role": role, "name": "Ann"}).to_string()))
-        .unwrap(),
+    let mut body = json!({"role": role, "name": "Ann"});
+    let mut request = req(
+        Method::POST,
+        &format!("/cobrowse/rest/live/sessions/{token}/users"),
     )
-    .await
+    .header(header::CONTENT_TYPE, "application/json");
+    if role == 1 {
+        if let Some(key) = customer_key(token) {
+            body["customerKey"] = json!(key);
+        }
+    } else {
+        request = request.header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", agent_jwt("ann", None, None)),
+        );
+    }
+    send(state, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
 async fn get_session(state: &AppState, token: &str) -> Answer {
@@ -125,7 +154,16 @@ async fn create_answers_token_name_cookie_and_header() {
     let token = a.body["sessionToken"].as_str().unwrap();
     assert!(token::is_session_token(token), "{token}");
     assert_eq!(a.body["sessionServerName"], "node-7");
-    assert_eq!(a.body.as_object().unwrap().len(), 2);
+    let key = a.body["customerKey"].as_str().unwrap();
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
+    assert_eq!(
+        a.body.as_object().unwrap().len(),
+        3,
+        "the contract's two fields and the key"
+    );
     assert_eq!(
         a.headers[header::SET_COOKIE],
         "gcbSessionServer=node-7; HttpOnly; SameSite=Lax; Path=/cobrowse"
@@ -334,7 +372,7 @@ async fn join_lists_users_and_sets_the_cookie() {
     assert_eq!(agent.body["userId"], 2);
     assert_eq!(
         agent.body["users"],
-        json!([{"userId":1,"role":1,"name":"Ann"},{"userId":2,"role":2,"name":"Ann"}])
+        json!([{"userId":1,"role":1,"name":"Ann"},{"userId":2,"role":2,"name":"Ann","agentId":"ann"}])
     );
     let user_token = agent.body["userToken"].as_str().unwrap();
     assert_eq!(

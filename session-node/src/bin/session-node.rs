@@ -1,8 +1,12 @@
 //! `session-node`: parse the configuration, bind, serve until SIGTERM/SIGINT,
 //! then drain. Everything else lives in the library.
 
+use std::time::Duration;
+
+use access::agent::{mint, MintRequest};
 use clap::Parser;
-use session_node::config::{Cli, Config};
+use session_node::config::cli::AgentTokenArgs;
+use session_node::config::{Cli, Command, Config};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +20,11 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let config = match Config::load(Cli::parse()) {
+    let mut cli = Cli::parse();
+    if let Some(Command::AgentToken(args)) = cli.command.take() {
+        return agent_token(&args);
+    }
+    let config = match Config::load(cli) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("configuration: {e}");
@@ -42,6 +50,36 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!("server error: {e}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `session-node agent-token`: prints a signed agent credential.
+fn agent_token(args: &AgentTokenArgs) -> std::process::ExitCode {
+    let minted = std::fs::read(&args.key_file)
+        .map_err(|e| format!("cannot read {}: {e}", args.key_file.display()))
+        .and_then(|secret| {
+            if args.ttl < Duration::from_secs(1) {
+                return Err("--ttl must be at least 1s".to_owned());
+            }
+            mint(
+                secret.trim_ascii(),
+                &MintRequest {
+                    sub: &args.sub,
+                    ttl: args.ttl,
+                    session_token: args.session.as_deref(),
+                    roles: (!args.roles.is_empty()).then(|| args.roles.clone()),
+                },
+            )
+        });
+    match minted {
+        Ok(token) => {
+            println!("{token}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agent-token: {e}");
+            std::process::ExitCode::from(2)
         }
     }
 }

@@ -6,21 +6,31 @@
 //!   fan-out of session events (joined, activated, deactivated).
 //! - [`services`]: the `/service/session/*` channels, which call the same
 //!   session core as the REST resources ([`crate::sessions`]).
-//! - [`transport`]: long-polling (`POST <ctx>/cometd[/…]`) and WebSocket
-//!   (`GET <ctx>/cometd` with an upgrade), both thin around the engine.
+//! - the transports (long-polling and WebSocket) are HTTP and live in
+//!   [`crate::api::cometd`]; they hand batches to [`Bayeux::handle`].
 //!
 //! Delivery order: every message for a client goes through that client's one
 //! queue, under one lock, so a participant sees messages in the order the
 //! node accepted them. Long-polling delivers only on `/meta/connect` answers
 //! (two concurrent HTTP answers could otherwise overtake each other);
 //! WebSocket delivers as soon as a message is queued.
+//!
+//! Bounds, each with its Bayeux error and its `node_rejected_total` reason:
+//! clients per node (`503::too many clients`), clients per address
+//! (`429::too many clients from this address`), handshakes never followed by
+//! a connect (swept after `handshake_timeout`), and each client's queue by
+//! count and bytes. A publish that would overfill a receiver's queue is
+//! refused to its sender (`429::…`); receivers are never dropped for what
+//! someone else sent.
 
 pub mod services;
-pub mod transport;
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use access::ClientKey;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -33,7 +43,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::readiness::Readiness;
+use crate::sessions::access::Credential;
 use crate::sessions::{SessionEvent, Sessions};
+
+/// Server events (joined, activated, deactivated) a full queue still takes
+/// before its client is dropped: they are few and small, and a client that
+/// lets this many more pile up has gone.
+const EVENT_HEADROOM: usize = 64;
 
 /// Timings and bounds of the Bayeux server.
 #[derive(Debug, Clone)]
@@ -45,9 +61,16 @@ pub struct BayeuxConfig {
     pub max_interval: Duration,
     /// Clients one node holds at most; more handshakes are refused.
     pub max_clients: usize,
-    /// Messages waiting for one client at most; a client that lets more pile
-    /// up is dropped (it will get `402::Unknown client` and handshake again).
+    /// Clients one address holds at most.
+    pub max_clients_per_address: usize,
+    /// A client that handshook and sent no `/meta/connect` within this is
+    /// forgotten.
+    pub handshake_timeout: Duration,
+    /// Messages waiting for one client at most; publishes that would go
+    /// beyond are refused to their sender.
     pub max_queue: usize,
+    /// Bytes (of JSON) waiting for one client at most, likewise.
+    pub max_queue_bytes: usize,
 }
 
 impl Default for BayeuxConfig {
@@ -56,7 +79,10 @@ impl Default for BayeuxConfig {
             timeout: Duration::from_secs(30),
             max_interval: Duration::from_secs(10),
             max_clients: 100_000,
+            max_clients_per_address: 1_000,
+            handshake_timeout: Duration::from_secs(5),
             max_queue: 1_000,
+            max_queue_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -78,6 +104,15 @@ pub(crate) struct Participant {
 #[derive(Debug)]
 struct Client {
     queue: Vec<Message>,
+    /// Bytes of JSON in `queue`.
+    queued_bytes: usize,
+    /// The address it handshook from (counted against its per-address cap).
+    addr: ClientKey,
+    /// The agent credential of the handshake's `ext.agentToken`, if any.
+    agent_token: Option<Credential>,
+    /// Sent a `/meta/connect` at least once.
+    connected: bool,
+    created: Instant,
     notify: Arc<Notify>,
     subscriptions: HashSet<String>,
     participant: Option<Participant>,
@@ -93,29 +128,67 @@ pub(crate) struct Registry {
     clients: HashMap<String, Client>,
     /// Session token → clients that joined it.
     by_session: HashMap<String, HashSet<String>>,
+    /// Clients per address.
+    per_addr: HashMap<ClientKey, usize>,
+}
+
+/// Size of a message on the wire, for the byte bounds of queues.
+fn wire_size(message: &Message) -> usize {
+    serde_json::to_vec(message).map_or(0, |v| v.len())
 }
 
 impl Registry {
-    pub(crate) fn enqueue(&mut self, client_id: &str, message: Message, max_queue: usize) {
+    /// Queues a server event for a client. Events may go past the count
+    /// bound by [`EVENT_HEADROOM`]; a client that lets more pile up is
+    /// dropped (it gets `402::Unknown client` and handshakes again).
+    pub(crate) fn enqueue_event(&mut self, client_id: &str, message: Message, max_queue: usize) {
         let Some(client) = self.clients.get_mut(client_id) else {
             return;
         };
-        if client.queue.len() >= max_queue {
+        if client.queue.len() >= max_queue + EVENT_HEADROOM {
             tracing::warn!(
                 client = client_id,
                 "delivery queue full: dropping the client"
             );
+            metrics::counter!("node_cometd_clients_dropped_total").increment(1);
             self.remove(client_id);
             return;
         }
+        client.queued_bytes += wire_size(&message);
         client.queue.push(message);
         client.notify.notify_waiters();
+    }
+
+    /// Whether `client_id` can take `bytes` more within the bounds.
+    fn has_room(&self, client_id: &str, bytes: usize, config: &BayeuxConfig) -> bool {
+        self.clients.get(client_id).is_none_or(|c| {
+            c.queue.len() < config.max_queue && c.queued_bytes + bytes <= config.max_queue_bytes
+        })
+    }
+
+    fn push(&mut self, client_id: &str, message: Message, bytes: usize) {
+        if let Some(client) = self.clients.get_mut(client_id) {
+            client.queued_bytes += bytes;
+            client.queue.push(message);
+            client.notify.notify_waiters();
+        }
+    }
+
+    fn take_queue(client: &mut Client) -> Vec<Message> {
+        client.queued_bytes = 0;
+        std::mem::take(&mut client.queue)
     }
 
     fn remove(&mut self, client_id: &str) {
         if let Some(client) = self.clients.remove(client_id) {
             if let Some(p) = client.participant {
                 self.leave(&p.session, client_id);
+            }
+            if let Some(count) = self.per_addr.get_mut(&client.addr) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_addr.remove(&client.addr);
+                }
             }
             client.notify.notify_waiters();
         }
@@ -147,6 +220,12 @@ impl Registry {
 
     fn participant(&self, client_id: &str) -> Option<&Participant> {
         self.clients.get(client_id)?.participant.as_ref()
+    }
+
+    /// The address and handshake credential a client spoke with.
+    pub(crate) fn origin(&self, client_id: &str) -> Option<(ClientKey, Option<Credential>)> {
+        let client = self.clients.get(client_id)?;
+        Some((client.addr.clone(), client.agent_token.clone()))
     }
 }
 
@@ -253,9 +332,10 @@ impl Bayeux {
         self.lock().clients.len()
     }
 
-    /// Handles every message of a batch. A `/meta/connect` is not answered
-    /// here but handed back to be held by the transport.
-    pub fn handle(&self, batch: Vec<Message>, transport: Transport) -> Outcome {
+    /// Handles every message of a batch that came from address `peer`. A
+    /// `/meta/connect` is not answered here but handed back to be held by
+    /// the transport.
+    pub fn handle(&self, batch: Vec<Message>, transport: Transport, peer: IpAddr) -> Outcome {
         let mut outcome = Outcome::default();
         for message in batch {
             if let Some(id) = &message.client_id {
@@ -263,7 +343,7 @@ impl Bayeux {
             }
             let reply = match message.channel.as_str() {
                 META_HANDSHAKE => {
-                    let reply = self.handshake(&message);
+                    let reply = self.handshake(&message, peer);
                     if reply.successful == Some(true) {
                         outcome.stick = true;
                         outcome.client_id = reply.client_id.clone();
@@ -285,7 +365,7 @@ impl Bayeux {
                     Some(error_reply(&message, "400::unknown meta channel"))
                 }
                 channel if channel.starts_with("/service/") => {
-                    let (replies, stick) = services::handle(self, &message);
+                    let (replies, stick) = services::handle(self, &message, peer);
                     outcome.stick |= stick;
                     outcome.replies.extend(replies);
                     None
@@ -297,7 +377,7 @@ impl Bayeux {
         outcome
     }
 
-    fn handshake(&self, message: &Message) -> Message {
+    fn handshake(&self, message: &Message, peer: IpAddr) -> Message {
         if message
             .version
             .as_deref()
@@ -312,19 +392,41 @@ impl Bayeux {
                 ..error_reply(message, "400::no supported connection type")
             };
         }
+        let addr = ClientKey::addr(peer);
+        let agent_token = message
+            .ext
+            .as_ref()
+            .and_then(|ext| ext.get(services::AGENT_TOKEN_FIELD))
+            .and_then(Value::as_str)
+            .map(Credential::new);
         let mut registry = self.lock();
         if registry.clients.len() >= self.config.max_clients {
+            metrics::counter!("node_rejected_total", "reason" => "cometd_too_many_clients")
+                .increment(1);
             return error_reply(message, "503::too many clients");
         }
+        let from_addr = registry.per_addr.get(&addr).copied().unwrap_or(0);
+        if from_addr >= self.config.max_clients_per_address {
+            metrics::counter!("node_rejected_total", "reason" => "cometd_clients_per_address")
+                .increment(1);
+            return error_reply(message, "429::too many clients from this address");
+        }
+        *registry.per_addr.entry(addr.clone()).or_insert(0) += 1;
         let client_id = format!("{:032x}", rand::rng().random::<u128>());
+        let now = Instant::now();
         registry.clients.insert(
             client_id.clone(),
             Client {
                 queue: Vec::new(),
+                queued_bytes: 0,
+                addr,
+                agent_token,
+                connected: false,
+                created: now,
                 notify: Arc::new(Notify::new()),
                 subscriptions: HashSet::new(),
                 participant: None,
-                last_seen: Instant::now(),
+                last_seen: now,
                 held: false,
                 connect_generation: 0,
             },
@@ -366,6 +468,7 @@ impl Bayeux {
             return Err(Box::new(unknown_client(message)));
         };
         client.held = true;
+        client.connected = true;
         client.last_seen = Instant::now();
         client.connect_generation += 1;
         // Release an older connect of the same client still being held.
@@ -449,7 +552,7 @@ impl Bayeux {
         };
         let mut out = Vec::new();
         if client.connect_generation == held.generation {
-            out = std::mem::take(&mut client.queue);
+            out = Registry::take_queue(client);
             client.held = false;
             client.last_seen = Instant::now();
         }
@@ -462,7 +565,7 @@ impl Bayeux {
         self.lock()
             .clients
             .get_mut(client_id)
-            .map(|c| std::mem::take(&mut c.queue))
+            .map(Registry::take_queue)
             .unwrap_or_default()
     }
 
@@ -569,12 +672,13 @@ impl Bayeux {
             );
         }
         if let Err(e) = self.sessions.touch(session) {
-            return error_reply(message, services::error_string(e));
+            return error_reply(message, &services::error_string(e));
         }
         let delivery = Message::delivery(
             message.channel.clone(),
             message.data.clone().unwrap_or(Value::Null),
         );
+        let bytes = wire_size(&delivery);
         let recipients: Vec<String> = registry
             .by_session
             .get(session)
@@ -589,8 +693,25 @@ impl Bayeux {
             })
             .cloned()
             .collect();
+        // All or nothing: a receiver that cannot take more refuses the
+        // publish to its sender, and no one's queue or client is touched.
+        if !recipients
+            .iter()
+            .all(|id| registry.has_room(id, bytes, &self.config))
+        {
+            metrics::counter!("node_rejected_total", "reason" => "cometd_receiver_queue_full")
+                .increment(1);
+            tracing::debug!(client = client_id, channel = %message.channel, "publish refused: a receiver's queue is full");
+            return Message {
+                client_id: Some(client_id.to_owned()),
+                ..error_reply(
+                    message,
+                    "429::a receiver has too many messages waiting; publish more slowly",
+                )
+            };
+        }
         for id in recipients {
-            registry.enqueue(&id, delivery.clone(), self.config.max_queue);
+            registry.push(&id, delivery.clone(), bytes);
         }
         Message {
             client_id: Some(client_id.to_owned()),
@@ -635,7 +756,7 @@ impl Bayeux {
             .collect();
         let delivery = Message::delivery(channel, data);
         for id in recipients {
-            registry.enqueue(&id, delivery.clone(), self.config.max_queue);
+            registry.enqueue_event(&id, delivery.clone(), self.config.max_queue);
         }
     }
 
@@ -643,14 +764,21 @@ impl Bayeux {
         self.config.max_queue
     }
 
-    /// Forgets clients that have not connected for `max_interval`.
+    /// Forgets clients that have not connected for `max_interval`, and
+    /// handshakes never followed by a connect after `handshake_timeout`.
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
         let mut registry = self.lock();
+        let config = &self.config;
         let gone: Vec<String> = registry
             .clients
             .iter()
-            .filter(|(_, c)| !c.held && now.duration_since(c.last_seen) > self.config.max_interval)
+            .filter(|(_, c)| {
+                let vanished = !c.held && now.duration_since(c.last_seen) > config.max_interval;
+                let never_connected =
+                    !c.connected && now.duration_since(c.created) > config.handshake_timeout;
+                vanished || never_connected
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {

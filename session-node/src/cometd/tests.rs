@@ -7,13 +7,21 @@ use shared_types::bayeux::*;
 
 use super::*;
 use crate::sessions::SessionLimits;
+use crate::test_support::{access_config, agent_credential, agent_jwt};
+
+/// The address the test batches come from.
+const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
 fn engine() -> Bayeux {
+    engine_with(BayeuxConfig::default())
+}
+
+fn engine_with(config: BayeuxConfig) -> Bayeux {
     Bayeux::new(
-        Arc::new(Sessions::new(SessionLimits::default())),
+        Arc::new(Sessions::new(SessionLimits::default(), &access_config())),
         Readiness::default(),
         "node-9".into(),
-        BayeuxConfig::default(),
+        config,
     )
 }
 
@@ -24,7 +32,7 @@ fn msg(value: Value) -> Message {
 /// The answer to one message. A successful service call answers its result
 /// and then a bare acknowledgement; this returns the result.
 fn one(bayeux: &Bayeux, value: Value) -> Message {
-    let mut outcome = bayeux.handle(vec![msg(value)], Transport::LongPolling);
+    let mut outcome = bayeux.handle(vec![msg(value)], Transport::LongPolling, PEER);
     assert!(outcome.connect.is_none());
     if outcome.replies.len() == 2 {
         let ack = outcome.replies.pop().unwrap();
@@ -47,7 +55,13 @@ fn handshake(bayeux: &Bayeux) -> String {
     reply.client_id.unwrap()
 }
 
-fn service(bayeux: &Bayeux, client: &str, channel: &str, data: Value) -> Message {
+/// A service call; an agent-side join carries an agent credential unless
+/// the test gave one (or `null`).
+fn service(bayeux: &Bayeux, client: &str, channel: &str, mut data: Value) -> Message {
+    let agent_side = data["role"] == 2 || data["role"] == 3;
+    if channel == SERVICE_JOIN && agent_side && data.get("agentToken").is_none() {
+        data["agentToken"] = json!(agent_jwt("ann", None, None));
+    }
     one(
         bayeux,
         json!({"channel": channel, "clientId": client, "data": data, "id": "s"}),
@@ -58,11 +72,10 @@ fn service(bayeux: &Bayeux, client: &str, channel: &str, data: Value) -> Message
 /// subscribed to the data channel. Returns the token and (client, userToken)s.
 fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>) {
     let creator = handshake(bayeux);
-    let created = service(bayeux, &creator, SERVICE_CREATE, json!({}));
-    let token = created.data.unwrap()["sessionToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let created = service(bayeux, &creator, SERVICE_CREATE, json!({}))
+        .data
+        .unwrap();
+    let token = created["sessionToken"].as_str().unwrap().to_owned();
     let mut users = Vec::new();
     for role in roles {
         let client = handshake(bayeux);
@@ -70,7 +83,7 @@ fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>
             bayeux,
             &client,
             SERVICE_JOIN,
-            json!({"sessionToken": token, "role": role}),
+            json!({"sessionToken": token, "role": role, "customerKey": created["customerKey"]}),
         );
         assert_eq!(joined.successful, Some(true), "{joined:?}");
         let user_token = joined.data.unwrap()["userToken"]
@@ -139,6 +152,7 @@ fn unknown_clients_are_told_to_handshake() {
         let mut outcome = bayeux.handle(
             vec![msg(json!({"channel": channel, "clientId": "nope", "subscription": "/x", "connectionType": "long-polling"}))],
             Transport::LongPolling,
+            PEER,
         );
         let reply = outcome.replies.pop().unwrap();
         assert_eq!(reply.successful, Some(false), "{channel}");
@@ -356,9 +370,20 @@ fn events_reach_participants_whatever_caused_them() {
     );
 
     // An agent joins over REST (the session core directly): the customer hears.
+    let rest = bayeux
+        .sessions
+        .caller(PEER, Some(&agent_credential("ann", None, None)));
     let agent = bayeux
         .sessions
-        .join(&token, Role::Controller, Some("Ann".into()))
+        .join(
+            &rest,
+            &token,
+            shared_types::api::JoinRequest {
+                role: Role::Controller,
+                name: Some("Ann".into()),
+                customer_key: None,
+            },
+        )
         .unwrap();
     deliver_events(&bayeux, &mut events);
     let got = bayeux.drain_queue(&users[0].0);
@@ -382,7 +407,7 @@ fn events_reach_participants_whatever_caused_them() {
     bayeux.drain_queue(&users[0].0);
 
     // A REST stop deactivates the CometD participants too.
-    bayeux.sessions.stop(&agent.user_token).unwrap();
+    bayeux.sessions.stop(&rest, &agent.user_token).unwrap();
     deliver_events(&bayeux, &mut events);
     let got = bayeux.drain_queue(&users[0].0);
     assert_eq!(got[0].channel, SERVICE_DEACTIVATED);
@@ -401,6 +426,7 @@ async fn connect_is_held_until_a_message_or_the_timeout() {
     let outcome = bayeux.handle(
         vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "advice": {"timeout": 0}, "id": "c1"}))],
         Transport::LongPolling,
+        PEER,
     );
     let answer = bayeux.hold(outcome.connect.unwrap()).await;
     assert_eq!(answer.last().unwrap().channel, META_CONNECT);
@@ -409,6 +435,7 @@ async fn connect_is_held_until_a_message_or_the_timeout() {
     let outcome = bayeux.handle(
         vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "id": "c2"}))],
         Transport::LongPolling,
+        PEER,
     );
     let waiter = tokio::spawn({
         let bayeux = Arc::clone(&bayeux);
@@ -430,6 +457,7 @@ async fn connect_is_held_until_a_message_or_the_timeout() {
     let outcome = bayeux.handle(
         vec![msg(json!({"channel": META_CONNECT, "clientId": agent, "connectionType": "long-polling", "id": "c3"}))],
         Transport::LongPolling,
+        PEER,
     );
     let started = tokio::time::Instant::now();
     let answer = bayeux.hold(outcome.connect.unwrap()).await;
@@ -446,6 +474,7 @@ async fn a_newer_connect_releases_the_older_one() {
             .handle(
                 vec![msg(json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling", "id": id}))],
                 Transport::LongPolling,
+                PEER,
             )
             .connect
             .unwrap()
@@ -470,6 +499,7 @@ async fn an_abandoned_long_poll_does_not_keep_its_client_alive() {
         .handle(
             vec![msg(json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling"}))],
             Transport::LongPolling,
+            PEER,
         )
         .connect
         .unwrap();
@@ -494,6 +524,7 @@ fn the_wrong_connection_type_is_refused() {
             json!({"channel": META_CONNECT, "clientId": client, "connectionType": "websocket"}),
         )],
         Transport::LongPolling,
+        PEER,
     );
     assert!(outcome.replies[0]
         .error
@@ -531,8 +562,9 @@ mod over_http {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::api::{app, AppState};
+    use crate::api::app;
     use crate::config::Config;
+    use crate::state::AppState;
 
     async fn post(
         state: &AppState,
@@ -611,7 +643,7 @@ mod over_http {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
-    const MAX_BATCH_BYTES_FOR_TEST: usize = crate::cometd::transport::MAX_BATCH_BYTES;
+    const MAX_BATCH_BYTES_FOR_TEST: usize = crate::api::cometd::MAX_BATCH_BYTES;
 
     #[tokio::test]
     async fn a_plain_get_is_told_to_upgrade() {
@@ -643,6 +675,7 @@ mod over_websocket {
                 timeout: Duration::from_millis(300),
                 ..BayeuxConfig::default()
             },
+            access: access_config(),
             ..Config::default()
         };
         tokio::spawn(crate::serve(listener, config, std::future::pending()));
@@ -696,10 +729,11 @@ mod over_websocket {
             .as_str()
             .unwrap()
             .to_owned();
+        let key = created[0]["data"]["customerKey"].clone();
         let channel = session_data_channel(&token);
-        exchange(&mut customer, json!([{"channel": SERVICE_JOIN, "clientId": c, "data": {"sessionToken": token, "role": 1}}])).await;
+        exchange(&mut customer, json!([{"channel": SERVICE_JOIN, "clientId": c, "data": {"sessionToken": token, "role": 1, "customerKey": key}}])).await;
         let joined = exchange(&mut agent, json!([
-            {"channel": SERVICE_JOIN, "clientId": a, "data": {"sessionToken": token, "role": 2}},
+            {"channel": SERVICE_JOIN, "clientId": a, "data": {"sessionToken": token, "role": 2, "agentToken": agent_jwt("ann", None, None)}},
             {"channel": META_SUBSCRIBE, "clientId": a, "subscription": channel},
         ]))
         .await;

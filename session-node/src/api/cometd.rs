@@ -1,4 +1,4 @@
-//! The two Bayeux transports, thin around [`Bayeux`]: they parse batches,
+//! The two Bayeux transports, thin around [`crate::cometd::Bayeux`]: they parse batches,
 //! hand them to the engine, hold `/meta/connect`, and write answers back.
 //!
 //! - long-polling: `POST <ctx>/cometd` (and `<ctx>/cometd/<type>`, which the
@@ -9,6 +9,7 @@
 //! handshook, created or joined a session (for WebSocket, on the upgrade
 //! answer), so the client's next requests stick to this node.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -22,9 +23,10 @@ use axum::Json;
 use shared_types::bayeux::{self, Message};
 use tokio::sync::Notify;
 
-use super::{Bayeux, HeldConnect, Transport};
-use crate::api::AppState;
+use super::caller::ClientIp;
+use crate::cometd::{Bayeux, HeldConnect, Transport};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Largest Bayeux batch accepted on either transport (page content travels
 /// in these), in bytes.
@@ -36,6 +38,7 @@ const WS_BUFFER_BYTES: usize = 4 * 1024;
 /// `POST <ctx>/cometd[/…]`: one long-polling request.
 pub async fn long_polling(
     State(state): State<AppState>,
+    ClientIp(peer): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -57,7 +60,7 @@ pub async fn long_polling(
     }
     let batch = bayeux::parse_batch(&body)
         .map_err(|e| ApiError::InvalidJson(format!("not a Bayeux batch: {e}")))?;
-    let outcome = state.bayeux.handle(batch, Transport::LongPolling);
+    let outcome = state.bayeux.handle(batch, Transport::LongPolling, peer);
     let mut answer = outcome.replies;
     if let Some(held) = outcome.connect {
         answer.extend(state.bayeux.hold(held).await);
@@ -72,6 +75,7 @@ pub async fn long_polling(
 /// `GET <ctx>/cometd` with `Upgrade: websocket`.
 pub async fn websocket(
     State(state): State<AppState>,
+    ClientIp(peer): ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
@@ -88,13 +92,13 @@ pub async fn websocket(
         .read_buffer_size(WS_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(MAX_BATCH_BYTES)
-        .on_upgrade(move |socket| serve_socket(bayeux, socket));
+        .on_upgrade(move |socket| serve_socket(bayeux, socket, peer));
     state.stickiness.apply(response.headers_mut());
     response
 }
 
 /// One WebSocket: batches in, replies and deliveries out, the connect held.
-async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
+async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket, peer: IpAddr) {
     let mut client: Option<String> = None;
     let mut notify: Option<Arc<Notify>> = None;
     let mut pending: Option<HeldConnect> = None;
@@ -147,7 +151,7 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket) {
                         continue;
                     }
                 };
-                let outcome = bayeux.handle(batch, Transport::WebSocket);
+                let outcome = bayeux.handle(batch, Transport::WebSocket, peer);
                 // The socket carries the client the batch spoke for: the
                 // first one, or a new one after a handshake again (a client
                 // that was dropped and told to handshake).

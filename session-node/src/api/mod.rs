@@ -8,12 +8,15 @@
 //! | POST   | `/rest/live/sessions/{token}/users`        | [`join_session`] |
 //! | GET    | `/rest/live/users/{userToken}/session/stop`| [`stop_session`] |
 //! | OPTIONS| any of the `/rest/live` paths              | [`preflight`]    |
-//! | POST   | `/cometd`, `/cometd/{type}`                | [`transport::long_polling`] |
-//! | GET    | `/cometd` (WebSocket upgrade)              | [`transport::websocket`]    |
+//! | POST   | `/cometd`, `/cometd/{type}`                | [`cometd::long_polling`] |
+//! | GET    | `/cometd` (WebSocket upgrade)              | [`cometd::websocket`]    |
 //!
 //! Everything else is a JSON 404, a known path with another method a JSON 405.
+//! Handlers only translate: [`caller`] says who is asking, the session core
+//! ([`crate::sessions`]) decides, [`crate::error`] turns refusals into JSON.
 
-use std::sync::Arc;
+pub mod caller;
+pub mod cometd;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -23,74 +26,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use shared_types::api::{CreateSessionResponse, GetSessionResponse, JoinRequest};
+use shared_types::api::{CreateSessionResponse, CreatedSession, GetSessionResponse, JoinRequest};
 use shared_types::names::{HEALTH_PATH, LIVE_PREFIX};
 use shared_types::token;
 
-use crate::cometd::transport::{self, MAX_BATCH_BYTES};
-use crate::cometd::Bayeux;
-use crate::config::Config;
-use crate::cors::{self, AllowedOrigins};
+use self::caller::RequestCaller;
+use self::cometd::MAX_BATCH_BYTES;
+use crate::cors;
 use crate::error::ApiError;
-use crate::readiness::Readiness;
-use crate::sessions::Sessions;
-use crate::stickiness::Stickiness;
-
-/// Longest display name a user may join with, in characters.
-pub const MAX_NAME_CHARS: usize = 256;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
-
-#[derive(Debug)]
-pub struct Shared {
-    pub name: String,
-    pub server_url: Option<String>,
-    pub context_path: String,
-    pub origins: AllowedOrigins,
-    pub stickiness: Stickiness,
-    pub sessions: Arc<Sessions>,
-    pub readiness: Readiness,
-    pub bayeux: Arc<Bayeux>,
-    pub max_body_bytes: usize,
-}
-
-impl AppState {
-    pub fn new(config: &Config) -> Result<Self, String> {
-        let sessions = Arc::new(Sessions::new(config.limits.clone()));
-        let readiness = Readiness::default();
-        let bayeux = Arc::new(Bayeux::new(
-            Arc::clone(&sessions),
-            readiness.clone(),
-            config.name.clone(),
-            config.bayeux.clone(),
-        ));
-        Ok(AppState(Arc::new(Shared {
-            name: config.name.clone(),
-            server_url: config.server_url.clone(),
-            context_path: config.context_path.clone(),
-            origins: config.allowed_origins.clone(),
-            stickiness: Stickiness::new(
-                &config.name,
-                &config.context_path,
-                config.cookie_cross_site,
-            )?,
-            sessions,
-            readiness,
-            bayeux,
-            max_body_bytes: config.max_body_bytes,
-        })))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+use crate::state::AppState;
 
 /// The node's router: every resource, the JSON 404/405, the body limit and
 /// the CORS headers.
@@ -100,19 +44,19 @@ pub fn app(state: AppState) -> Router {
     let cometd = Router::new()
         .route(
             &format!("{ctx}/cometd"),
-            post(transport::long_polling)
-                .get(transport::websocket)
+            post(cometd::long_polling)
+                .get(cometd::websocket)
                 .options(preflight),
         )
         // The CometD client appends the message type to the URL
         // (`/cometd/connect`), or just `/` for a batch of several kinds.
         .route(
             &format!("{ctx}/cometd/"),
-            post(transport::long_polling).options(preflight),
+            post(cometd::long_polling).options(preflight),
         )
         .route(
             &format!("{ctx}/cometd/{{*message_type}}"),
-            post(transport::long_polling).options(preflight),
+            post(cometd::long_polling).options(preflight),
         )
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES));
     Router::new()
@@ -148,7 +92,7 @@ async fn cors_headers(State(state): State<AppState>, request: Request, next: Nex
     let origin = state.origins.check(request.headers());
     let mut response = next.run(request).await;
     if let Some(origin) = origin {
-        cors::add_cors_headers(response.headers_mut(), &origin);
+        cors::add_cors_headers(response.headers_mut(), &origin, &state.origins);
     }
     response
 }
@@ -173,13 +117,21 @@ async fn health(State(state): State<AppState>) -> StatusCode {
     }
 }
 
-/// Create Session. Refused (503) while draining or at `--max-sessions`.
-async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let token = state.sessions.create(state.readiness.is_ready())?;
-    tracing::debug!(session = %token, "session created");
-    let mut response = Json(CreateSessionResponse {
-        session_token: token,
-        session_server_name: state.name.clone(),
+/// Create Session. Refused (503) while draining or at `--max-sessions`, and
+/// (429) beyond the caller's create budget. The answer adds the
+/// `customerKey` to the contract's two fields.
+async fn create_session(
+    State(state): State<AppState>,
+    RequestCaller(caller): RequestCaller,
+) -> Result<Response, ApiError> {
+    let created = state.sessions.create(&caller, state.readiness.is_ready())?;
+    tracing::debug!(session = %created.token, "session created");
+    let mut response = Json(CreatedSession {
+        session: CreateSessionResponse {
+            session_token: created.token,
+            session_server_name: state.name.clone(),
+        },
+        customer_key: created.customer_key,
     })
     .into_response();
     state.stickiness.apply(response.headers_mut());
@@ -192,6 +144,7 @@ async fn create_session(State(state): State<AppState>) -> Result<Response, ApiEr
 /// (only nine-digit) session tokens.
 async fn get_session(
     State(state): State<AppState>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Json<GetSessionResponse>, ApiError> {
@@ -200,7 +153,7 @@ async fn get_session(
         .check(&headers)
         .ok_or(ApiError::OriginNotAllowed)?;
     let token = session_token(token)?;
-    state.sessions.touch(&token)?;
+    state.sessions.get(&caller, &token)?;
     Ok(Json(GetSessionResponse {
         session_token: token,
         session_server_name: state.name.clone(),
@@ -208,23 +161,21 @@ async fn get_session(
     }))
 }
 
-/// Join Session: our REST form of the vendor's CometD join.
+/// Join Session: our REST form of the vendor's CometD join. Agents and
+/// controllers present `Authorization: Bearer <credential>`, the customer
+/// the session's `customerKey` in the body.
 async fn join_session(
     State(state): State<AppState>,
+    RequestCaller(caller): RequestCaller,
     token: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // A malformed token cannot name a session: 404, and no budget spent
+    // (it tells a guesser nothing).
     let token = session_token(token)?;
     let request: JoinRequest = json_body(&headers, body, state.max_body_bytes)?;
-    if let Some(name) = &request.name {
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(ApiError::BadRequest(format!(
-                "name is longer than {MAX_NAME_CHARS} characters"
-            )));
-        }
-    }
-    let joined = state.sessions.join(&token, request.role, request.name)?;
+    let joined = state.sessions.join(&caller, &token, request)?;
     let mut response = Json(joined).into_response();
     state.stickiness.apply(response.headers_mut());
     Ok(response)
@@ -233,12 +184,11 @@ async fn join_session(
 /// Stop Session, with the controller's user token.
 async fn stop_session(
     State(state): State<AppState>,
+    RequestCaller(caller): RequestCaller,
     user_token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Ok(Path(user_token)) = user_token else {
-        return Err(ApiError::UserNotFound);
-    };
-    let stopped = state.sessions.stop(&user_token)?;
+    let user_token = user_token.map_or_else(|_| String::new(), |Path(t)| t);
+    let stopped = state.sessions.stop(&caller, &user_token)?;
     Ok(Json(stopped).into_response())
 }
 

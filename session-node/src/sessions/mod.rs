@@ -6,23 +6,38 @@
 //! while so that a repeated Stop answers the same times and Get/Join answer
 //! 410 (gone) rather than 404 (never existed); then it is forgotten.
 //!
-//! The REST handlers (and later the CometD service channels) call into
+//! The REST handlers and the CometD service channels both call into
 //! [`Sessions`]; keeping the rules here means a second transport cannot
-//! disagree with the first.
+//! disagree with the first. Who may join with which role, and the probe and
+//! create budgets, are in [`access`]; where tokens come from in [`tokens`].
 //!
 //! Time: idle and retention deadlines use [`tokio::time::Instant`] so tests can
 //! pause and advance the clock; activation and deactivation stamps are wall
 //! clock UTC milliseconds, as the contract reports them.
 
+pub mod access;
+pub mod tokens;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ::access::RetryAfter;
 use rand::Rng;
-use shared_types::api::{JoinResponse, Role, StopResponse, UserInfo};
+use shared_types::api::{JoinRequest, JoinResponse, Role, StopResponse, UserInfo};
 use shared_types::token;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
+
+use self::access::{same_secret, Access, AccessConfig, Caller, PROBE_ALERT_THRESHOLD};
+use self::tokens::{TokenPartition, TokenSource};
+
+/// Longest display name a user may join with, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// Draws of a taken token before Create gives up (with `max_sessions` far
+/// below a partition's size this only happens with a forced draw).
+const MAX_TOKEN_DRAWS: usize = 64;
 
 /// Events buffered for a slow realtime dispatcher before it misses some.
 const EVENT_BUFFER: usize = 65_536;
@@ -38,6 +53,8 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     /// An ended session is remembered this long, then forgotten.
     pub retention: Duration,
+    /// This node's share of the token space.
+    pub token_partition: TokenPartition,
 }
 
 impl Default for SessionLimits {
@@ -47,6 +64,7 @@ impl Default for SessionLimits {
             max_users_per_session: 32,
             idle_timeout: Duration::from_secs(30 * 60),
             retention: Duration::from_secs(10 * 60),
+            token_partition: TokenPartition::WHOLE,
         }
     }
 }
@@ -76,9 +94,63 @@ pub enum SessionError {
     UserNotFound,
     Ended,
     NotController,
-    SessionFull { max_users: usize },
+    SessionFull {
+        max_users: usize,
+    },
     Draining,
     CapacityExhausted,
+    NameTooLong,
+    /// Agent or controller join without a credential.
+    AgentAuthRequired,
+    /// A credential that is not valid, or not for this session or role.
+    AgentAuthInvalid,
+    /// This node has no agent key, so no one may join agent-side.
+    AgentAuthUnconfigured,
+    /// Customer join without the session's customer key, or a wrong one.
+    CustomerKeyInvalid,
+    CustomerAlreadyJoined,
+    /// The caller's probe budget is spent.
+    TooManyAttempts(RetryAfter),
+    /// The caller's create budget is spent.
+    TooManyCreates(RetryAfter),
+}
+
+impl SessionError {
+    /// A miss: the answer a guesser gets, which spends its probe budget.
+    fn is_miss(&self) -> bool {
+        use SessionError::*;
+        matches!(
+            self,
+            SessionNotFound
+                | UserNotFound
+                | Ended
+                | AgentAuthRequired
+                | AgentAuthInvalid
+                | CustomerKeyInvalid
+        )
+    }
+
+    /// The `reason` label of `node_rejected_total`, for refusals that guard
+    /// access (not ordinary not-found answers).
+    pub fn rejection_reason(&self) -> Option<&'static str> {
+        use SessionError::*;
+        Some(match self {
+            AgentAuthRequired | AgentAuthUnconfigured => "agent_auth_required",
+            AgentAuthInvalid => "agent_auth_invalid",
+            CustomerKeyInvalid => "customer_key_invalid",
+            CustomerAlreadyJoined => "customer_already_joined",
+            TooManyAttempts(_) => "too_many_attempts",
+            TooManyCreates(_) => "too_many_creates",
+            _ => return None,
+        })
+    }
+}
+
+/// A new session: its token, and the key its customer joins with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub token: String,
+    pub customer_key: String,
 }
 
 #[derive(Debug)]
@@ -86,12 +158,18 @@ struct User {
     id: u32,
     role: Role,
     name: Option<String>,
+    /// The credential's `sub`, for agent-side users.
+    agent_id: Option<String>,
     /// The whole user token (`<session>-<secret>`).
     token: String,
 }
 
 #[derive(Debug)]
 struct Session {
+    /// Only the creator knows it; the customer joins with it.
+    customer_key: String,
+    /// Failed agent or customer joins against this session.
+    auth_failures: u32,
     activation_ms: Option<u64>,
     /// Set when the session ended; from then on it is only retained.
     ended: Option<Ended>,
@@ -106,16 +184,20 @@ struct Ended {
     at: Instant,
 }
 
+impl User {
+    fn info(&self) -> UserInfo {
+        UserInfo {
+            user_id: self.id,
+            role: self.role,
+            name: self.name.clone(),
+            agent_id: self.agent_id.clone(),
+        }
+    }
+}
+
 impl Session {
     fn users_info(&self) -> Vec<UserInfo> {
-        self.users
-            .iter()
-            .map(|u| UserInfo {
-                user_id: u.id,
-                role: u.role,
-                name: u.name.clone(),
-            })
-            .collect()
+        self.users.iter().map(User::info).collect()
     }
 
     fn stop_response(&self, ended: Ended) -> StopResponse {
@@ -143,6 +225,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Sessions {
     limits: SessionLimits,
+    access: Access,
     inner: Mutex<Inner>,
     /// Count of live (not ended) sessions, watched by the drain.
     live_tx: watch::Sender<usize>,
@@ -150,22 +233,64 @@ pub struct Sessions {
     events: broadcast::Sender<SessionEvent>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     sessions: HashMap<String, Session>,
     live: usize,
+    tokens: TokenSource,
 }
 
 impl Sessions {
-    pub fn new(limits: SessionLimits) -> Self {
+    pub fn new(limits: SessionLimits, access: &AccessConfig) -> Self {
+        let tokens = TokenSource::random(limits.token_partition);
+        Self::with_tokens(limits, access, tokens)
+    }
+
+    /// Tests: a chosen token source.
+    pub fn with_tokens(limits: SessionLimits, access: &AccessConfig, tokens: TokenSource) -> Self {
         let (live_tx, _) = watch::channel(0);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             limits,
-            inner: Mutex::new(Inner::default()),
+            access: Access::new(access),
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                live: 0,
+                tokens,
+            }),
             live_tx,
             events,
         }
+    }
+
+    /// The caller of a request: its address and the agent credential it
+    /// presented, verified once here.
+    pub fn caller(&self, ip: std::net::IpAddr, credential: Option<&access::Credential>) -> Caller {
+        self.access.caller(ip, credential)
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// Runs `op` (which could tell whether a token exists) if the caller's
+    /// probe budget allows, and spends from it when the answer is a miss.
+    fn probing<T>(
+        &self,
+        caller: &Caller,
+        op: impl FnOnce() -> Result<T, SessionError>,
+    ) -> Result<T, SessionError> {
+        let key = caller.budget_key();
+        self.access
+            .check_probes(&key)
+            .map_err(SessionError::TooManyAttempts)?;
+        let result = op();
+        if let Err(error) = &result {
+            if error.is_miss() {
+                self.access.miss(&key);
+            }
+        }
+        result
     }
 
     pub fn limits(&self) -> &SessionLimits {
@@ -206,29 +331,37 @@ impl Sessions {
         self.lock().live
     }
 
-    /// Creates an idle session and returns its token. `accepting` is false
-    /// while the node drains.
-    pub fn create(&self, accepting: bool) -> Result<String, SessionError> {
+    /// Creates an idle session: its token and customer key. `accepting` is
+    /// false while the node drains.
+    pub fn create(&self, caller: &Caller, accepting: bool) -> Result<Created, SessionError> {
         if !accepting {
             return Err(SessionError::Draining);
         }
+        self.access
+            .take_create(caller.addr_key())
+            .map_err(SessionError::TooManyCreates)?;
         let mut inner = self.lock();
         if inner.live >= self.limits.max_sessions {
             return Err(SessionError::CapacityExhausted);
         }
-        // Nine random digits from the thread-local CSPRNG (ChaCha, seeded from
-        // the OS). With at most `max_sessions` taken out of 10^9 a collision is
-        // rare, and the loop only retries on one.
-        let mut rng = rand::rng();
-        let token = loop {
-            let candidate = format!("{:09}", rng.random_range(0..1_000_000_000u32));
-            if !inner.sessions.contains_key(&candidate) {
-                break candidate;
-            }
+        // With at most `max_sessions` taken out of a partition a collision is
+        // rare; the loop retries only on one, and gives up rather than spin.
+        let Inner {
+            sessions, tokens, ..
+        } = &mut *inner;
+        let token = (0..MAX_TOKEN_DRAWS)
+            .map(|_| tokens.next_candidate())
+            .find(|candidate| !sessions.contains_key(candidate));
+        let Some(token) = token else {
+            tracing::warn!("no free session token after {MAX_TOKEN_DRAWS} draws");
+            return Err(SessionError::CapacityExhausted);
         };
+        let customer_key = format!("{:032x}", rand::rng().random::<u128>());
         inner.sessions.insert(
             token.clone(),
             Session {
+                customer_key: customer_key.clone(),
+                auth_failures: 0,
                 activation_ms: None,
                 ended: None,
                 users: Vec::new(),
@@ -238,10 +371,19 @@ impl Sessions {
         );
         inner.live += 1;
         self.publish_live(&inner);
-        Ok(token)
+        Ok(Created {
+            token,
+            customer_key,
+        })
+    }
+
+    /// Get Session: whether the session is live (counted as activity).
+    pub fn get(&self, caller: &Caller, session_token: &str) -> Result<(), SessionError> {
+        self.probing(caller, || self.touch(session_token))
     }
 
     /// Checks that a session is live, and counts the request as activity.
+    /// For a participant's own traffic (no budget: it already joined).
     pub fn touch(&self, session_token: &str) -> Result<(), SessionError> {
         let mut inner = self.lock();
         let session = self.live_session(&mut inner, session_token)?;
@@ -249,16 +391,67 @@ impl Sessions {
         Ok(())
     }
 
-    /// Adds a user to a live session. The first agent-side user activates it.
+    /// Adds a user to a live session, if the rules of [`access`] allow.
+    /// The first agent-side user activates it.
     pub fn join(
         &self,
+        caller: &Caller,
         session_token: &str,
-        role: Role,
-        name: Option<String>,
+        request: JoinRequest,
     ) -> Result<JoinResponse, SessionError> {
+        if request
+            .name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+        {
+            return Err(SessionError::NameTooLong);
+        }
+        self.probing(caller, || {
+            let result = self.join_checked(caller, session_token, request);
+            if matches!(
+                result,
+                Err(SessionError::AgentAuthRequired
+                    | SessionError::AgentAuthInvalid
+                    | SessionError::CustomerKeyInvalid)
+            ) {
+                self.note_auth_failure(session_token);
+            }
+            result
+        })
+    }
+
+    fn join_checked(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+        request: JoinRequest,
+    ) -> Result<JoinResponse, SessionError> {
+        let JoinRequest {
+            role,
+            name,
+            customer_key,
+        } = request;
+        // The credential first: without one, every token answers the same.
+        let agent_id = if role.is_agent_side() {
+            self.access
+                .agent_join(caller, session_token, u8::from(role))?
+        } else {
+            None
+        };
         let mut inner = self.lock();
         let max_users = self.limits.max_users_per_session;
         let session = self.live_session(&mut inner, session_token)?;
+        if role == Role::Customer {
+            let key_ok = customer_key
+                .as_deref()
+                .is_some_and(|key| same_secret(key, &session.customer_key));
+            if !key_ok {
+                return Err(SessionError::CustomerKeyInvalid);
+            }
+            if session.users.iter().any(|u| u.role == Role::Customer) {
+                return Err(SessionError::CustomerAlreadyJoined);
+            }
+        }
         if session.users.len() >= max_users {
             return Err(SessionError::SessionFull { max_users });
         }
@@ -271,12 +464,23 @@ impl Sessions {
         let id = session.next_user_id;
         session.next_user_id += 1;
         let user_token = token::user_token(session_token, rand::rng().random::<u128>());
-        session.users.push(User {
+        let user = User {
             id,
             role,
-            name: name.clone(),
+            name,
+            agent_id,
             token: user_token.clone(),
-        });
+        };
+        let info = user.info();
+        session.users.push(user);
+        if let Some(agent) = &info.agent_id {
+            tracing::info!(
+                session = session_token,
+                agent,
+                role = u8::from(role),
+                "agent joined"
+            );
+        }
         let response = JoinResponse {
             user_token,
             user_id: id,
@@ -284,11 +488,7 @@ impl Sessions {
         };
         self.emit(SessionEvent::Joined {
             session: session_token.to_owned(),
-            user: UserInfo {
-                user_id: id,
-                role,
-                name,
-            },
+            user: info,
         });
         if let Some(activation_time) = activated {
             self.emit(SessionEvent::Activated {
@@ -299,16 +499,37 @@ impl Sessions {
         Ok(response)
     }
 
+    /// Counts a failed join against a live session; reports the session
+    /// once it has seen [`PROBE_ALERT_THRESHOLD`] of them.
+    fn note_auth_failure(&self, session_token: &str) {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(session_token) else {
+            return;
+        };
+        if session.ended.is_some() {
+            return;
+        }
+        session.auth_failures = session.auth_failures.saturating_add(1);
+        if session.auth_failures == PROBE_ALERT_THRESHOLD {
+            metrics::counter!("node_sessions_probed_total").increment(1);
+            tracing::warn!(
+                session = session_token,
+                failures = PROBE_ALERT_THRESHOLD,
+                "a live session is being guessed at: failed agent or customer joins"
+            );
+        }
+    }
+
     /// Stops the session of a controller's user token. Stopping an ended (and
     /// still retained) session answers the times it ended with.
-    pub fn stop(&self, user_token: &str) -> Result<StopResponse, SessionError> {
-        self.end_by(user_token, true)
+    pub fn stop(&self, caller: &Caller, user_token: &str) -> Result<StopResponse, SessionError> {
+        self.probing(caller, || self.end_by(user_token, true))
     }
 
     /// A party leaves, which ends the session for everyone (the vendor's
     /// rule: a session ends when the controller stops it or a party exits).
-    pub fn exit(&self, user_token: &str) -> Result<StopResponse, SessionError> {
-        self.end_by(user_token, false)
+    pub fn exit(&self, caller: &Caller, user_token: &str) -> Result<StopResponse, SessionError> {
+        self.probing(caller, || self.end_by(user_token, false))
     }
 
     /// When a live or retained session became active, if it did.
@@ -337,7 +558,7 @@ impl Sessions {
         let session_token =
             token::session_of_user_token(user_token).ok_or(SessionError::UserNotFound)?;
         let mut inner = self.lock();
-        let Inner { sessions, live } = &mut *inner;
+        let Inner { sessions, live, .. } = &mut *inner;
         let session = sessions
             .get_mut(session_token)
             .ok_or(SessionError::UserNotFound)?;
@@ -386,7 +607,7 @@ impl Sessions {
             ..
         } = self.limits;
         let mut inner = self.lock();
-        let Inner { sessions, live } = &mut *inner;
+        let Inner { sessions, live, .. } = &mut *inner;
         sessions.retain(|token, session| {
             if session.expire_if_idle(now, idle_timeout) {
                 *live -= 1;
@@ -409,7 +630,7 @@ impl Sessions {
         inner: &'a mut Inner,
         session_token: &str,
     ) -> Result<&'a mut Session, SessionError> {
-        let Inner { sessions, live } = inner;
+        let Inner { sessions, live, .. } = inner;
         let session = sessions
             .get_mut(session_token)
             .ok_or(SessionError::SessionNotFound)?;
@@ -455,128 +676,4 @@ fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sessions() -> Sessions {
-        Sessions::new(SessionLimits {
-            max_sessions: 3,
-            max_users_per_session: 2,
-            idle_timeout: Duration::from_secs(60),
-            retention: Duration::from_secs(600),
-        })
-    }
-
-    #[test]
-    fn tokens_are_nine_digits_and_unique() {
-        let s = Sessions::new(SessionLimits::default());
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..1000 {
-            let t = s.create(true).unwrap();
-            assert!(token::is_session_token(&t), "{t}");
-            assert!(seen.insert(t));
-        }
-        assert_eq!(s.live_count(), 1000);
-    }
-
-    #[test]
-    fn first_agent_side_join_activates() {
-        let s = sessions();
-        let t = s.create(true).unwrap();
-        let customer = s.join(&t, Role::Customer, None).unwrap();
-        assert_eq!(customer.user_id, 1);
-        let controller = s.join(&t, Role::Controller, Some("C".into())).unwrap();
-        assert_eq!(controller.users.len(), 2);
-        let stopped = s.stop(&controller.user_token).unwrap();
-        assert!(stopped.activation_time.is_some());
-        assert!(stopped.deactivation_time >= stopped.activation_time.unwrap());
-        assert_eq!(s.stop(&controller.user_token).unwrap(), stopped);
-        assert_eq!(s.touch(&t), Err(SessionError::Ended));
-        assert_eq!(
-            s.join(&t, Role::Agent, None).unwrap_err(),
-            SessionError::Ended
-        );
-        assert_eq!(
-            s.stop(&customer.user_token).unwrap_err(),
-            SessionError::NotController
-        );
-    }
-
-    #[test]
-    fn limits_are_enforced() {
-        let s = sessions();
-        let t = s.create(true).unwrap();
-        s.create(true).unwrap();
-        s.create(true).unwrap();
-        assert_eq!(s.create(true), Err(SessionError::CapacityExhausted));
-        assert_eq!(s.create(false), Err(SessionError::Draining));
-        s.join(&t, Role::Customer, None).unwrap();
-        s.join(&t, Role::Agent, None).unwrap();
-        assert_eq!(
-            s.join(&t, Role::Agent, None).unwrap_err(),
-            SessionError::SessionFull { max_users: 2 }
-        );
-    }
-
-    #[test]
-    fn forged_user_tokens_are_unknown() {
-        let s = sessions();
-        let t = s.create(true).unwrap();
-        let real = s.join(&t, Role::Controller, None).unwrap().user_token;
-        let forged = token::user_token(&t, 42);
-        assert_ne!(real, forged);
-        assert_eq!(s.stop(&forged), Err(SessionError::UserNotFound));
-        assert_eq!(s.stop("garbage"), Err(SessionError::UserNotFound));
-    }
-
-    #[test]
-    fn events_tell_joined_activated_deactivated() {
-        let s = sessions();
-        let mut events = s.subscribe_events();
-        let t = s.create(true).unwrap();
-        s.join(&t, Role::Customer, None).unwrap();
-        let controller = s.join(&t, Role::Controller, None).unwrap();
-        s.join(&t, Role::Agent, None).unwrap_err(); // full: no event
-        let stopped = s.exit(&controller.user_token).unwrap();
-        let got: Vec<SessionEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
-        assert!(
-            matches!(&got[0], SessionEvent::Joined { user, .. } if user.role == Role::Customer)
-        );
-        assert!(
-            matches!(&got[1], SessionEvent::Joined { user, .. } if user.role == Role::Controller)
-        );
-        assert!(matches!(&got[2], SessionEvent::Activated { .. }));
-        assert_eq!(
-            got[3],
-            SessionEvent::Deactivated {
-                session: t.clone(),
-                times: stopped
-            }
-        );
-        assert_eq!(got.len(), 4);
-        assert_eq!(
-            s.user(&controller.user_token).unwrap(),
-            (t, 2, Role::Controller)
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_sessions_expire_then_are_forgotten() {
-        let s = sessions();
-        let t = s.create(true).unwrap();
-        let mut live = s.watch_live();
-        tokio::time::advance(Duration::from_secs(59)).await;
-        s.touch(&t).unwrap();
-        tokio::time::advance(Duration::from_secs(59)).await;
-        assert_eq!(s.sweep(), 1);
-        assert_eq!(s.live_count(), 1);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(s.sweep(), 1, "ended but retained");
-        assert_eq!(s.live_count(), 0);
-        assert_eq!(*live.borrow_and_update(), 0);
-        assert_eq!(s.touch(&t), Err(SessionError::Ended));
-        tokio::time::advance(Duration::from_secs(600)).await;
-        assert_eq!(s.touch(&t), Err(SessionError::SessionNotFound));
-        assert_eq!(s.sweep(), 0);
-    }
-}
+mod tests;

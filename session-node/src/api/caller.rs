@@ -1,0 +1,63 @@
+//! Who a request comes from, as the session core needs it: the client's
+//! address (the socket's peer, or `X-Forwarded-For` from a trusted proxy)
+//! and the agent credential of `Authorization: Bearer …`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+
+use crate::sessions::access::{Caller, Credential};
+use crate::state::AppState;
+
+static X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        // Served by `serve`, every connection has its peer address; a router
+        // driven without one (unit tests) is an unspecified peer.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(state.trusted_proxies.client_ip(peer, forwarded)))
+    }
+}
+
+/// The caller: address and verified agent credential.
+#[derive(Debug, Clone)]
+pub struct RequestCaller(pub Caller);
+
+impl FromRequestParts<AppState> for RequestCaller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let credential = bearer(&parts.headers);
+        Ok(RequestCaller(
+            state.sessions.caller(ip, credential.as_ref()),
+        ))
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<Credential> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| Credential::new(token.trim()))
+}
