@@ -1,7 +1,12 @@
 // One co-browse session driven by the official CometD JavaScript client
 // (npm `cometd` + `cometd-nodejs-client`) through the sticky proxy.
 //
-// usage: node scenario.mjs <proxyBaseUrl> <websocket|long-polling> <cookies|blocked> <origin>
+// usage: node scenario.mjs <proxyBaseUrl> <websocket|long-polling> <cookies|blocked> <origin> <agentToken>
+//
+// Joins as the nodes require: the customer with the `customerKey` its
+// create answered, the agent with `agentToken` in the join's data, the
+// controller with `ext.agentToken` on its handshake. An outsider without a
+// credential is refused (401) and cannot subscribe.
 //
 // `cookies`: the client keeps cookies; the customer creates the session over
 // CometD and the gcbSessionServer cookie keeps it on its node.
@@ -15,7 +20,7 @@ import { adapt } from "cometd-nodejs-client";
 import { CometD } from "cometd";
 import http from "node:http";
 
-const [base, transport, cookieMode, origin] = process.argv.slice(2);
+const [base, transport, cookieMode, origin, agentToken] = process.argv.slice(2);
 const context = `${base}/cobrowse`;
 const minLongPollCycles = 100;
 
@@ -48,8 +53,14 @@ function rest(method, path, body) {
 
 const errors402 = [];
 
-function client(name, node) {
+function client(name, node, handshakeExt) {
     const cometd = new CometD(name);
+    if (handshakeExt) {
+        cometd.registerExtension("agent", { outgoing: (m) => {
+            if (m.channel === "/meta/handshake") m.ext = { ...(m.ext ?? {}), ...handshakeExt };
+            return m;
+        } });
+    }
     for (const t of cometd.getTransportTypes()) {
         if (t !== transport) cometd.unregisterTransport(t);
     }
@@ -89,11 +100,12 @@ async function until(what, check, ms = 20_000) {
 
 async function main() {
     // The customer creates a session.
-    let customer, token, node;
+    let customer, token, node, customerKey;
     if (cookieMode === "blocked") {
         const created = await rest("POST", "/rest/live/sessions");
         token = created.sessionToken;
         node = created.sessionServerName;
+        customerKey = created.customerKey;
         customer = client("customer", node);
         await handshake(customer);
     } else {
@@ -102,10 +114,11 @@ async function main() {
         const created = await call(customer, "/service/session/create", {});
         token = created.sessionToken;
         node = created.sessionServerName;
+        customerKey = created.customerKey;
         if (hs.ext?.gcbSessionServer !== node) throw new Error(`handshake on ${hs.ext?.gcbSessionServer}, session on ${node}`);
     }
     const channel = `/session/${token}/data`;
-    await call(customer, "/service/session/join", { sessionToken: token, role: 1, name: "Customer" });
+    await call(customer, "/service/session/join", { sessionToken: token, role: 1, name: "Customer", customerKey });
     const sub = await subscribe(customer, channel);
     if (!sub.successful) throw new Error(`customer subscribe: ${sub.error}`);
 
@@ -114,15 +127,16 @@ async function main() {
     if (found.sessionServerName !== node) throw new Error(`Get Session says ${found.sessionServerName}, not ${node}`);
     const agent = client("agent", found.sessionServerName);
     await handshake(agent);
-    await call(agent, "/service/session/join", { sessionToken: token, role: 2, name: "Agent" });
+    await call(agent, "/service/session/join", { sessionToken: token, role: 2, name: "Agent", agentToken });
     await subscribe(agent, channel);
-    const controller = client("controller", found.sessionServerName);
+    const controller = client("controller", found.sessionServerName, { agentToken });
     await handshake(controller);
     const ctl = await call(controller, "/service/session/join", { sessionToken: token, role: 3, name: "Controller" });
     await subscribe(controller, channel);
 
     await until("customer hears both joins", () => customer.seen.joined.length >= 2);
     if (customer.seen.joined[0].role !== 2 || customer.seen.joined[1].role !== 3) throw new Error(`joined: ${JSON.stringify(customer.seen.joined)}`);
+    if (customer.seen.joined[0].agentId !== "agent-e2e") throw new Error(`the agent is not named: ${JSON.stringify(customer.seen.joined[0])}`);
     await until("everyone sees activated", () => [customer, agent, controller].every((c) => c.seen.activated === 1));
 
     // Page content from the customer reaches the agent side, in order.
@@ -138,6 +152,9 @@ async function main() {
     // An outsider on the same node cannot subscribe to the session.
     const outsider = client("outsider", node);
     await handshake(outsider);
+    const refused = await call(outsider, "/service/session/join", { sessionToken: token, role: 2, name: "Eve" })
+        .then(() => null, (e) => e.message);
+    if (!refused?.includes("401::agent_auth_required")) throw new Error(`an outsider joined as agent: ${refused}`);
     const denied = await subscribe(outsider, channel);
     if (denied.successful) throw new Error("an outsider subscribed to the session channel");
 
@@ -157,6 +174,7 @@ async function main() {
         customerConnects: customer.seen.connects,
         delivered: agent.seen.data.length,
         outsiderDenied: denied.error,
+        outsiderRefused: refused,
     }));
     process.exit(0);
 }

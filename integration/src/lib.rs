@@ -5,14 +5,19 @@
 //!   address is read from its own `listening on ADDR` log line, so there is no
 //!   port race and no sleep. It is killed when dropped.
 //! - [`eventually`]: polls a condition until it holds or a deadline passes.
+//! - [`agent_key_file`], [`agent_token`], [`authorize_join`]: the suite's
+//!   nodes require agent credentials (the default); tokens are minted by the
+//!   real `session-node agent-token`, and customer keys are remembered from
+//!   the creates that handed them out ([`remember_created`]).
 //!
 //! The binaries are the ones `cargo build --bins` put next to the test
 //! executable (`make test` builds them first).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -149,13 +154,109 @@ fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// Starts a session node named `name` that allows [`TEST_ORIGIN`].
+/// The agent key (HS256 secret) every test node verifies credentials with:
+/// a fresh random file per test process.
+pub fn agent_key_file() -> &'static Path {
+    static KEY: OnceLock<PathBuf> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cobrowse-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let path = dir.join("agent.key");
+        let secret = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
+        std::fs::write(&path, secret).expect("write key");
+        path
+    })
+}
+
+/// An agent credential for `sub` (and `extra` flags such as `--session T`
+/// or `--roles 2`), minted by `session-node agent-token`.
+pub fn agent_token(sub: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(binary("session-node"))
+        .arg("agent-token")
+        .arg("--key-file")
+        .arg(agent_key_file())
+        .args(["--sub", sub])
+        .args(extra)
+        .output()
+        .expect("run session-node agent-token");
+    assert!(
+        out.status.success(),
+        "agent-token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// The credential of the suite's default agent, minted once.
+pub fn default_agent_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| agent_token("agent-e2e", &[]))
+}
+
+fn customer_keys() -> &'static Mutex<HashMap<String, String>> {
+    static KEYS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    KEYS.get_or_init(Default::default)
+}
+
+/// Remembers the customer key of a Create Session answer.
+pub fn remember_created(body: &serde_json::Value) {
+    if let (Some(token), Some(key)) = (body["sessionToken"].as_str(), body["customerKey"].as_str())
+    {
+        customer_keys()
+            .lock()
+            .expect("keys lock")
+            .insert(token.to_owned(), key.to_owned());
+    }
+}
+
+/// The customer key of a session this process created.
+pub fn customer_key(token: &str) -> Option<String> {
+    customer_keys()
+        .lock()
+        .expect("keys lock")
+        .get(token)
+        .cloned()
+}
+
+/// A join as the role's rightful party: the customer's body gets the
+/// session's `customerKey`, agents and controllers a bearer credential.
+pub fn authorize_join(
+    request: reqwest::RequestBuilder,
+    token: &str,
+    role: u8,
+    mut body: serde_json::Value,
+) -> reqwest::RequestBuilder {
+    body["role"] = role.into();
+    if role == 1 {
+        if let Some(key) = customer_key(token) {
+            body["customerKey"] = key.into();
+        }
+        request.json(&body)
+    } else {
+        request.bearer_auth(default_agent_token()).json(&body)
+    }
+}
+
+/// Starts a session node named `name` that allows [`TEST_ORIGIN`], verifies
+/// agent credentials with [`agent_key_file`], and believes `X-Forwarded-For`
+/// from 127.0.0.1 (the suite's proxy).
 pub async fn start_node(name: &str, extra: &[&str]) -> Process {
     let mut args = vec![
         "--name".to_owned(),
         name.to_owned(),
         "--allowed-origins".to_owned(),
         TEST_ORIGIN.to_owned(),
+        "--agent-key-file".to_owned(),
+        agent_key_file().display().to_string(),
+        "--trusted-proxies".to_owned(),
+        "127.0.0.1".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Process::start("session-node", name, &args, false).await

@@ -60,6 +60,7 @@ async fn run_scenario(proxy: &Process, transport: &str, cookies: &str) -> Value 
                 transport,
                 cookies,
                 TEST_ORIGIN,
+                integration::default_agent_token(),
             ])
             .kill_on_drop(true)
             .output(),

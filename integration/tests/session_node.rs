@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use integration::{client, eventually, start_node, Process, TEST_ORIGIN};
+use integration::{
+    authorize_join, client, eventually, remember_created, start_node, Process, TEST_ORIGIN,
+};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,19 +17,22 @@ async fn create(node: &Process) -> Value {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
+    let body = r.json().await.unwrap();
+    remember_created(&body);
+    body
 }
 
 async fn join(node: &Process, token: &str, role: u8) -> reqwest::Response {
-    client()
-        .post(format!(
-            "{}/cobrowse/rest/live/sessions/{token}/users",
-            node.url()
-        ))
-        .json(&json!({"role": role, "name": format!("user-{role}")}))
-        .send()
-        .await
-        .unwrap()
+    let url = format!("{}/cobrowse/rest/live/sessions/{token}/users", node.url());
+    authorize_join(
+        client().post(url),
+        token,
+        role,
+        json!({"name": format!("user-{role}")}),
+    )
+    .send()
+    .await
+    .unwrap()
 }
 
 async fn get_session(node: &Process, token: &str) -> reqwest::Response {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use integration::{client, eventually, start_node, Process, TEST_ORIGIN};
+use integration::{
+    authorize_join, client, eventually, remember_created, start_node, Process, TEST_ORIGIN,
+};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -102,6 +104,7 @@ impl Stack {
         assert_eq!(r.status(), StatusCode::OK);
         let cookie_node = cookie_value(&r);
         let body: Value = r.json().await.unwrap();
+        remember_created(&body);
         let node = body["sessionServerName"].as_str().unwrap().to_owned();
         assert_eq!(
             cookie_node.as_deref(),
@@ -154,14 +157,14 @@ async fn get_session(stack: &Stack, token: &str, affinity: Affinity<'_>) -> reqw
 }
 
 async fn join(stack: &Stack, token: &str, role: u8, affinity: Affinity<'_>) -> reqwest::Response {
-    with_affinity(
+    let request = with_affinity(
         client().post(stack.url(&format!("/rest/live/sessions/{token}/users"))),
         affinity,
-    )
-    .json(&json!({"role": role}))
-    .send()
-    .await
-    .unwrap()
+    );
+    authorize_join(request, token, role, json!({}))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn stop(stack: &Stack, user_token: &str, affinity: Affinity<'_>) -> reqwest::Response {

@@ -226,4 +226,6 @@ fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 #[cfg(test)]
+mod access_tests;
+#[cfg(test)]
 mod tests;

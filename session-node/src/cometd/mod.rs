@@ -790,4 +790,6 @@ impl Bayeux {
 }
 
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod tests;

@@ -10,13 +10,13 @@ use crate::sessions::SessionLimits;
 use crate::test_support::{access_config, agent_credential, agent_jwt};
 
 /// The address the test batches come from.
-const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+pub(super) const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
-fn engine() -> Bayeux {
+pub(super) fn engine() -> Bayeux {
     engine_with(BayeuxConfig::default())
 }
 
-fn engine_with(config: BayeuxConfig) -> Bayeux {
+pub(super) fn engine_with(config: BayeuxConfig) -> Bayeux {
     Bayeux::new(
         Arc::new(Sessions::new(SessionLimits::default(), &access_config())),
         Readiness::default(),
@@ -25,13 +25,13 @@ fn engine_with(config: BayeuxConfig) -> Bayeux {
     )
 }
 
-fn msg(value: Value) -> Message {
+pub(super) fn msg(value: Value) -> Message {
     serde_json::from_value(value).unwrap()
 }
 
 /// The answer to one message. A successful service call answers its result
 /// and then a bare acknowledgement; this returns the result.
-fn one(bayeux: &Bayeux, value: Value) -> Message {
+pub(super) fn one(bayeux: &Bayeux, value: Value) -> Message {
     let mut outcome = bayeux.handle(vec![msg(value)], Transport::LongPolling, PEER);
     assert!(outcome.connect.is_none());
     if outcome.replies.len() == 2 {
@@ -46,7 +46,7 @@ fn one(bayeux: &Bayeux, value: Value) -> Message {
     outcome.replies.remove(0)
 }
 
-fn handshake(bayeux: &Bayeux) -> String {
+pub(super) fn handshake(bayeux: &Bayeux) -> String {
     let reply = one(
         bayeux,
         json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "1"}),
@@ -57,7 +57,7 @@ fn handshake(bayeux: &Bayeux) -> String {
 
 /// A service call; an agent-side join carries an agent credential unless
 /// the test gave one (or `null`).
-fn service(bayeux: &Bayeux, client: &str, channel: &str, mut data: Value) -> Message {
+pub(super) fn service(bayeux: &Bayeux, client: &str, channel: &str, mut data: Value) -> Message {
     let agent_side = data["role"] == 2 || data["role"] == 3;
     if channel == SERVICE_JOIN && agent_side && data.get("agentToken").is_none() {
         data["agentToken"] = json!(agent_jwt("ann", None, None));
@@ -70,7 +70,7 @@ fn service(bayeux: &Bayeux, client: &str, channel: &str, mut data: Value) -> Mes
 
 /// Creates a session and joins `roles` to it, each as its own client, all
 /// subscribed to the data channel. Returns the token and (client, userToken)s.
-fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>) {
+pub(super) fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>) {
     let creator = handshake(bayeux);
     let created = service(bayeux, &creator, SERVICE_CREATE, json!({}))
         .data
@@ -100,7 +100,10 @@ fn session_with(bayeux: &Bayeux, roles: &[u8]) -> (String, Vec<(String, String)>
     (token, users)
 }
 
-fn deliver_events(bayeux: &Bayeux, events: &mut tokio::sync::broadcast::Receiver<SessionEvent>) {
+pub(super) fn deliver_events(
+    bayeux: &Bayeux,
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+) {
     while let Ok(event) = events.try_recv() {
         bayeux.on_event(&event);
     }
@@ -778,4 +781,51 @@ mod over_websocket {
         assert_eq!(connect_reply[0]["channel"], META_CONNECT);
         assert_eq!(connect_reply[0]["successful"], true);
     }
+}
+
+#[test]
+fn joins_over_cometd_follow_the_same_access_rules() {
+    let bayeux = engine();
+    let creator = handshake(&bayeux);
+    let created = service(&bayeux, &creator, SERVICE_CREATE, json!({}))
+        .data
+        .unwrap();
+    let token = created["sessionToken"].as_str().unwrap();
+    assert_eq!(created["customerKey"].as_str().unwrap().len(), 32);
+    let cases = [
+        (
+            json!({"sessionToken": token, "role": 2, "agentToken": null}),
+            "401::agent_auth_required",
+        ),
+        (
+            json!({"sessionToken": token, "role": 3, "agentToken": "forged"}),
+            "401::agent_auth_invalid",
+        ),
+        (
+            json!({"sessionToken": token, "role": 2, "agentToken": agent_jwt("ann", Some("000000000"), None)}),
+            "401::agent_auth_invalid",
+        ),
+        (
+            json!({"sessionToken": token, "role": 1}),
+            "403::customer_key_invalid",
+        ),
+    ];
+    for (data, want) in cases {
+        let client = handshake(&bayeux);
+        let reply = service(&bayeux, &client, SERVICE_JOIN, data.clone());
+        assert_eq!(reply.error.as_deref(), Some(want), "{data}");
+    }
+    // The credential may come with the handshake instead.
+    let hs = one(
+        &bayeux,
+        json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["long-polling"],
+               "ext": {"agentToken": agent_jwt("bob", Some(token), Some(vec![3]))}}),
+    );
+    let controller = hs.client_id.unwrap();
+    let joined = one(
+        &bayeux,
+        json!({"channel": SERVICE_JOIN, "clientId": controller, "data": {"sessionToken": token, "role": 3}, "id": "j"}),
+    );
+    assert_eq!(joined.successful, Some(true), "{joined:?}");
+    assert_eq!(joined.data.unwrap()["users"][0]["agentId"], "bob");
 }

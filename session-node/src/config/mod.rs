@@ -83,14 +83,14 @@ impl Config {
         let defaults = Config::default();
         // A flag's duration, else the file's (parsed, naming its key), else
         // the default.
-        let duration =
-            |flag: Option<Duration>, raw: Option<String>, key: &str, default: Duration| match (
-                flag, raw,
-            ) {
-                (Some(d), _) => Ok(d),
-                (None, Some(raw)) => parse_duration(&raw).map_err(|e| format!("{key}: {e}")),
-                (None, None) => Ok(default),
-            };
+        let duration = |flag: Option<Duration>,
+                        raw: Option<String>,
+                        key: &str,
+                        default: Duration| match (flag, raw) {
+            (Some(d), _) => Ok(d),
+            (None, Some(raw)) => parse_duration(&raw).map_err(|e| format!("{key}: {e}")),
+            (None, None) => Ok(default),
+        };
         let budget = |flag: Option<Budget>, raw: Option<String>, key: &str, default: Budget| match (
             flag, raw,
         ) {
