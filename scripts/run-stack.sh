@@ -2,10 +2,20 @@
 # Starts the stack in the foreground: sticky-proxy on 127.0.0.1:8700 in front
 # of node-1..node-3 on 127.0.0.1:8701..8703. Ctrl-C stops everything.
 # Usage: scripts/run-stack.sh [BIN_DIR]   (default target/release)
+#
+# Every run makes a fresh random agent key (target/dev/agent.key) that the
+# nodes verify agent credentials with, and mints one credential for a demo
+# agent (target/dev/agent-token, valid 8 h) that the README's examples use.
 set -euo pipefail
 bin="${1:-target/release}"
 proxy_origin="http://127.0.0.1:8700"
 origins="${COBROWSE_ALLOWED_ORIGINS:-$proxy_origin,http://localhost:8700}"
+dev="target/dev"
+
+mkdir -p "$dev"
+umask 077
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dev/agent.key"
+"$bin/session-node" agent-token --key-file "$dev/agent.key" --sub demo-agent --ttl 8h > "$dev/agent-token"
 
 pids=()
 stop() {
@@ -17,12 +27,17 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Each node draws its session tokens from its own third of the token space
+# (unique across the stack) and believes X-Forwarded-For from the proxy.
 for i in 1 2 3; do
   "$bin/session-node" --name "node-$i" --listen "127.0.0.1:870$i" \
-    --allowed-origins "$origins" --drain-timeout 2s &
+    --allowed-origins "$origins" --drain-timeout 2s \
+    --agent-key-file "$dev/agent.key" --trusted-proxies 127.0.0.1 \
+    --token-partition "$i/3" &
   pids+=($!)
 done
 "$bin/sticky-proxy" --listen 127.0.0.1:8700 --admin-listen 127.0.0.1:8799 \
+  --agent-key-file "$dev/agent.key" \
   --node node-1=http://127.0.0.1:8701 \
   --node node-2=http://127.0.0.1:8702 \
   --node node-3=http://127.0.0.1:8703 &
@@ -34,6 +49,12 @@ cat <<INFO
   node-1         http://127.0.0.1:8701
   node-2         http://127.0.0.1:8702
   node-3         http://127.0.0.1:8703
+
+An agent credential (demo-agent, 8 h), also in $dev/agent-token:
+
+  export AGENT_TOKEN=$(cat "$dev/agent-token")
+
+More: $bin/session-node agent-token --key-file $dev/agent.key --sub NAME [--session TOKEN] [--ttl 1h]
 
 Try:
   curl -si -X POST http://127.0.0.1:8700/cobrowse/rest/live/sessions
