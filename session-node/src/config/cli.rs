@@ -130,6 +130,10 @@ pub struct Cli {
     /// unique across the N nodes [default: 1/1].
     #[arg(long, env = "COBROWSE_TOKEN_PARTITION", value_name = "I/N")]
     pub token_partition: Option<TokenPartition>,
+    /// Tests only: draw session tokens from this seed, so that two nodes
+    /// can be forced onto the same tokens. Makes tokens predictable.
+    #[arg(long, hide = true, value_name = "SEED")]
+    pub insecure_token_seed: Option<u64>,
     /// Address of a Prometheus `/metrics` listener; off when absent.
     #[arg(long, env = "COBROWSE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,

@@ -146,6 +146,7 @@ impl Config {
                 defaults.limits.retention,
             )?,
             token_partition,
+            insecure_token_seed: cli.insecure_token_seed,
         };
         let drain_timeout = duration(
             cli.drain_timeout,
@@ -271,6 +272,11 @@ impl Config {
         }
         if self.allowed_origins.is_any() {
             warnings.push("--allowed-origins '*': any web page may call Get Session; answers carry no Access-Control-Allow-Credentials".to_owned());
+        }
+        if self.limits.insecure_token_seed.is_some() {
+            warnings.push(
+                "--insecure-token-seed: session tokens are PREDICTABLE; for tests only".to_owned(),
+            );
         }
         if self.limits.token_partition.is_whole() {
             warnings.push("--token-partition 1/1: session tokens are unique on this node only; in a cluster of N nodes give node I --token-partition I/N".to_owned());

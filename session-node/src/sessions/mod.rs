@@ -55,6 +55,8 @@ pub struct SessionLimits {
     pub retention: Duration,
     /// This node's share of the token space.
     pub token_partition: TokenPartition,
+    /// Tests only: draw tokens from this seed (predictable!).
+    pub insecure_token_seed: Option<u64>,
 }
 
 impl Default for SessionLimits {
@@ -65,6 +67,7 @@ impl Default for SessionLimits {
             idle_timeout: Duration::from_secs(30 * 60),
             retention: Duration::from_secs(10 * 60),
             token_partition: TokenPartition::WHOLE,
+            insecure_token_seed: None,
         }
     }
 }
@@ -242,7 +245,10 @@ struct Inner {
 
 impl Sessions {
     pub fn new(limits: SessionLimits, access: &AccessConfig) -> Self {
-        let tokens = TokenSource::random(limits.token_partition);
+        let tokens = match limits.insecure_token_seed {
+            Some(seed) => TokenSource::seeded(limits.token_partition, seed),
+            None => TokenSource::random(limits.token_partition),
+        };
         Self::with_tokens(limits, access, tokens)
     }
 

@@ -14,6 +14,7 @@ fn limits() -> SessionLimits {
         idle_timeout: Duration::from_secs(60),
         retention: Duration::from_secs(600),
         token_partition: TokenPartition::WHOLE,
+        insecure_token_seed: None,
     }
 }
 

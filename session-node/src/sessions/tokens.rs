@@ -94,6 +94,15 @@ impl TokenSource {
         Self::with_draw(partition, |bound| rand::rng().random_range(0..bound))
     }
 
+    /// Deterministic draws from `seed`: for end-to-end tests that must force
+    /// two nodes onto the same draws (`--insecure-token-seed`). Predictable
+    /// tokens; never in production.
+    pub fn seeded(partition: TokenPartition, seed: u64) -> Self {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Self::with_draw(partition, move |bound| rng.random_range(0..bound))
+    }
+
     /// Tests: a chosen sequence of draws.
     pub fn with_draw(
         partition: TokenPartition,
