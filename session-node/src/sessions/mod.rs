@@ -16,20 +16,24 @@
 //! clock UTC milliseconds, as the contract reports them.
 
 pub mod access;
+mod error;
+mod join;
+mod record;
 pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ::access::RetryAfter;
 use rand::Rng;
-use shared_types::api::{JoinRequest, JoinResponse, Role, StopResponse, UserInfo};
+use shared_types::api::{Role, StopResponse, UserInfo};
 use shared_types::token;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use self::access::{same_secret, Access, AccessConfig, Caller, PROBE_ALERT_THRESHOLD};
+use self::access::{Access, AccessConfig, Caller};
+pub use self::error::SessionError;
+use self::record::{now_ms, Ended, Session};
 use self::tokens::{TokenPartition, TokenSource};
 
 /// Longest display name a user may join with, in characters.
@@ -90,138 +94,11 @@ pub enum SessionEvent {
     },
 }
 
-/// Why a session operation was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionError {
-    SessionNotFound,
-    UserNotFound,
-    Ended,
-    NotController,
-    SessionFull {
-        max_users: usize,
-    },
-    Draining,
-    CapacityExhausted,
-    NameTooLong,
-    /// Agent or controller join without a credential.
-    AgentAuthRequired,
-    /// A credential that is not valid, or not for this session or role.
-    AgentAuthInvalid,
-    /// This node has no agent key, so no one may join agent-side.
-    AgentAuthUnconfigured,
-    /// Customer join without the session's customer key, or a wrong one.
-    CustomerKeyInvalid,
-    CustomerAlreadyJoined,
-    /// The caller's probe budget is spent.
-    TooManyAttempts(RetryAfter),
-    /// The caller's create budget is spent.
-    TooManyCreates(RetryAfter),
-}
-
-impl SessionError {
-    /// A miss: the answer a guesser gets, which spends its probe budget.
-    fn is_miss(&self) -> bool {
-        use SessionError::*;
-        matches!(
-            self,
-            SessionNotFound
-                | UserNotFound
-                | Ended
-                | AgentAuthRequired
-                | AgentAuthInvalid
-                | CustomerKeyInvalid
-        )
-    }
-
-    /// The `reason` label of `node_rejected_total`, for refusals that guard
-    /// access (not ordinary not-found answers).
-    pub fn rejection_reason(&self) -> Option<&'static str> {
-        use SessionError::*;
-        Some(match self {
-            AgentAuthRequired | AgentAuthUnconfigured => "agent_auth_required",
-            AgentAuthInvalid => "agent_auth_invalid",
-            CustomerKeyInvalid => "customer_key_invalid",
-            CustomerAlreadyJoined => "customer_already_joined",
-            TooManyAttempts(_) => "too_many_attempts",
-            TooManyCreates(_) => "too_many_creates",
-            _ => return None,
-        })
-    }
-}
-
 /// A new session: its token, and the key its customer joins with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub token: String,
     pub customer_key: String,
-}
-
-#[derive(Debug)]
-struct User {
-    id: u32,
-    role: Role,
-    name: Option<String>,
-    /// The credential's `sub`, for agent-side users.
-    agent_id: Option<String>,
-    /// The whole user token (`<session>-<secret>`).
-    token: String,
-}
-
-#[derive(Debug)]
-struct Session {
-    /// Only the creator knows it; the customer joins with it.
-    customer_key: String,
-    /// Failed agent or customer joins against this session.
-    auth_failures: u32,
-    activation_ms: Option<u64>,
-    /// Set when the session ended; from then on it is only retained.
-    ended: Option<Ended>,
-    users: Vec<User>,
-    next_user_id: u32,
-    last_seen: Instant,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Ended {
-    deactivation_ms: u64,
-    at: Instant,
-}
-
-impl User {
-    fn info(&self) -> UserInfo {
-        UserInfo {
-            user_id: self.id,
-            role: self.role,
-            name: self.name.clone(),
-            agent_id: self.agent_id.clone(),
-        }
-    }
-}
-
-impl Session {
-    fn users_info(&self) -> Vec<UserInfo> {
-        self.users.iter().map(User::info).collect()
-    }
-
-    fn stop_response(&self, ended: Ended) -> StopResponse {
-        StopResponse {
-            activation_time: self.activation_ms,
-            deactivation_time: ended.deactivation_ms,
-        }
-    }
-
-    /// Ends the session if it has been idle too long; returns whether it was
-    /// live before and is ended now.
-    fn expire_if_idle(&mut self, now: Instant, idle_timeout: Duration) -> bool {
-        if self.ended.is_none() && now.duration_since(self.last_seen) >= idle_timeout {
-            self.ended = Some(Ended {
-                deactivation_ms: now_ms(),
-                at: now,
-            });
-            return true;
-        }
-        false
-    }
 }
 
 /// All sessions of this node.
@@ -397,135 +274,6 @@ impl Sessions {
         Ok(())
     }
 
-    /// Adds a user to a live session, if the rules of [`access`] allow.
-    /// The first agent-side user activates it.
-    pub fn join(
-        &self,
-        caller: &Caller,
-        session_token: &str,
-        request: JoinRequest,
-    ) -> Result<JoinResponse, SessionError> {
-        if request
-            .name
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
-        {
-            return Err(SessionError::NameTooLong);
-        }
-        self.probing(caller, || {
-            let result = self.join_checked(caller, session_token, request);
-            if matches!(
-                result,
-                Err(SessionError::AgentAuthRequired
-                    | SessionError::AgentAuthInvalid
-                    | SessionError::CustomerKeyInvalid)
-            ) {
-                self.note_auth_failure(session_token);
-            }
-            result
-        })
-    }
-
-    fn join_checked(
-        &self,
-        caller: &Caller,
-        session_token: &str,
-        request: JoinRequest,
-    ) -> Result<JoinResponse, SessionError> {
-        let JoinRequest {
-            role,
-            name,
-            customer_key,
-        } = request;
-        // The credential first: without one, every token answers the same.
-        let agent_id = if role.is_agent_side() {
-            self.access
-                .agent_join(caller, session_token, u8::from(role))?
-        } else {
-            None
-        };
-        let mut inner = self.lock();
-        let max_users = self.limits.max_users_per_session;
-        let session = self.live_session(&mut inner, session_token)?;
-        if role == Role::Customer {
-            let key_ok = customer_key
-                .as_deref()
-                .is_some_and(|key| same_secret(key, &session.customer_key));
-            if !key_ok {
-                return Err(SessionError::CustomerKeyInvalid);
-            }
-            if session.users.iter().any(|u| u.role == Role::Customer) {
-                return Err(SessionError::CustomerAlreadyJoined);
-            }
-        }
-        if session.users.len() >= max_users {
-            return Err(SessionError::SessionFull { max_users });
-        }
-        let now = Instant::now();
-        session.last_seen = now;
-        let activated = (role.is_agent_side() && session.activation_ms.is_none()).then(now_ms);
-        if activated.is_some() {
-            session.activation_ms = activated;
-        }
-        let id = session.next_user_id;
-        session.next_user_id += 1;
-        let user_token = token::user_token(session_token, rand::rng().random::<u128>());
-        let user = User {
-            id,
-            role,
-            name,
-            agent_id,
-            token: user_token.clone(),
-        };
-        let info = user.info();
-        session.users.push(user);
-        if let Some(agent) = &info.agent_id {
-            tracing::info!(
-                session = session_token,
-                agent,
-                role = u8::from(role),
-                "agent joined"
-            );
-        }
-        let response = JoinResponse {
-            user_token,
-            user_id: id,
-            users: session.users_info(),
-        };
-        self.emit(SessionEvent::Joined {
-            session: session_token.to_owned(),
-            user: info,
-        });
-        if let Some(activation_time) = activated {
-            self.emit(SessionEvent::Activated {
-                session: session_token.to_owned(),
-                activation_time,
-            });
-        }
-        Ok(response)
-    }
-
-    /// Counts a failed join against a live session; reports the session
-    /// once it has seen [`PROBE_ALERT_THRESHOLD`] of them.
-    fn note_auth_failure(&self, session_token: &str) {
-        let mut inner = self.lock();
-        let Some(session) = inner.sessions.get_mut(session_token) else {
-            return;
-        };
-        if session.ended.is_some() {
-            return;
-        }
-        session.auth_failures = session.auth_failures.saturating_add(1);
-        if session.auth_failures == PROBE_ALERT_THRESHOLD {
-            metrics::counter!("node_sessions_probed_total").increment(1);
-            tracing::warn!(
-                session = session_token,
-                failures = PROBE_ALERT_THRESHOLD,
-                "a live session is being guessed at: failed agent or customer joins"
-            );
-        }
-    }
-
     /// Stops the session of a controller's user token. Stopping an ended (and
     /// still retained) session answers the times it ended with.
     pub fn stop(&self, caller: &Caller, user_token: &str) -> Result<StopResponse, SessionError> {
@@ -671,14 +419,6 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// Wall-clock UTC milliseconds since the epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

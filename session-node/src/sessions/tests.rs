@@ -6,6 +6,7 @@ use ::access::Budget;
 use super::access::{AccessConfig, AgentAuth, Credential};
 use super::*;
 use crate::test_support::{access_config, access_with, agent_credential as agent_token};
+use shared_types::api::JoinRequest;
 
 fn limits() -> SessionLimits {
     SessionLimits {
