@@ -228,4 +228,6 @@ fn json_body<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
+mod cometd_tests;
+#[cfg(test)]
 mod tests;
