@@ -132,6 +132,28 @@ impl AllowedOrigins {
         })
     }
 
+    /// Whether some allowed origin may be another site than the node's own
+    /// host (`own_host`, from `--server-url`; without one, loopback origins
+    /// count as the node's own).
+    pub fn may_be_cross_site(&self, own_host: Option<&str>) -> bool {
+        let own = |host: &str| match own_host {
+            Some(own) => host.eq_ignore_ascii_case(own),
+            None => {
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        };
+        self.0.iter().any(|pattern| match pattern {
+            Pattern::Any => true,
+            Pattern::Exact(origin) => !own(&origin.host),
+            Pattern::Subdomains { suffix, .. } => {
+                own_host.is_none_or(|host| !host.to_ascii_lowercase().ends_with(suffix.as_str()))
+            }
+        })
+    }
+
     /// Whether `*` is among the patterns.
     pub fn is_any(&self) -> bool {
         self.0.contains(&Pattern::Any)
@@ -246,5 +268,31 @@ mod tests {
             None,
             "Origin wins, even when opaque"
         );
+    }
+
+    #[test]
+    fn cross_site_origins_are_told_apart_from_the_nodes_own() {
+        // (allowed, the node's host, may be cross-site)
+        let cases = [
+            ("http://127.0.0.1:8700, http://localhost:8700", None, false),
+            ("https://shop.example.com", None, true),
+            (
+                "https://cobrowse.example.com",
+                Some("cobrowse.example.com"),
+                false,
+            ),
+            (
+                "https://shop.example.com",
+                Some("cobrowse.example.com"),
+                true,
+            ),
+            ("https://*.example.com", Some("cobrowse.example.com"), false),
+            ("*", Some("cobrowse.example.com"), true),
+            ("", None, false),
+        ];
+        for (list, own, want) in cases {
+            let allowed = AllowedOrigins::parse(list).unwrap();
+            assert_eq!(allowed.may_be_cross_site(own), want, "{list} on {own:?}");
+        }
     }
 }

@@ -12,6 +12,20 @@ use crate::api;
 use crate::config::Config;
 use crate::state::AppState;
 
+/// Binds `addr` with a listen backlog of `backlog` (the default of std and
+/// tokio, 128, overflows under a burst of connects: the kernel then drops
+/// them, and a proxy in front takes the node for dead).
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then drains:
 /// health turns 503 and Create Session is refused at once, the node goes on
 /// serving its live sessions, and returns when none is left or after

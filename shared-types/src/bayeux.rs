@@ -40,6 +40,25 @@ pub fn session_of_data_channel(channel: &str) -> Option<&str> {
     crate::token::is_session_token(token).then_some(token)
 }
 
+/// A Bayeux `clientId` that names the node which issued it:
+/// `<node name>.<32 hex digits>` (128 random bits). A proxy reads the node
+/// from the message itself, with no cookie, header or URL parameter; the
+/// name is looked up among the configured nodes, never used as an address.
+pub fn client_id(node: &str, secret: u128) -> String {
+    format!("{node}.{secret:032x}")
+}
+
+/// The node a `clientId` names, if it has the shape [`client_id`] makes.
+pub fn node_of_client_id(id: &str) -> Option<&str> {
+    let (node, secret) = id.rsplit_once('.')?;
+    let well_formed = !node.is_empty()
+        && secret.len() == 32
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then_some(node)
+}
+
 /// One Bayeux message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,6 +142,16 @@ mod tests {
         assert_eq!(back["supportedConnectionTypes"][0], "websocket");
         assert_eq!(parse_batch(br#"{"channel":"/a"}"#).unwrap().len(), 1);
         assert!(parse_batch(b"[1]").is_err());
+    }
+
+    #[test]
+    fn client_ids_name_their_node() {
+        let id = client_id("node-2", 0xabc);
+        assert_eq!(node_of_client_id(&id), Some("node-2"));
+        assert_eq!(node_of_client_id(&client_id("a.b", 1)), Some("a.b"));
+        assert_eq!(node_of_client_id("0123456789abcdef0123456789abcdef"), None);
+        assert_eq!(node_of_client_id("node-2.XYZ"), None);
+        assert_eq!(node_of_client_id(".0123456789abcdef0123456789abcdef"), None);
     }
 
     #[test]

@@ -204,7 +204,16 @@ mod over_websocket {
         assert_eq!(heard[0]["channel"], SERVICE_JOINED);
         assert_eq!(heard[1]["channel"], SERVICE_ACTIVATED);
 
-        // A connect is held (300 ms here) while data flows past it.
+        // The first connect is answered at once, without advice.
+        let first = exchange(
+            &mut customer,
+            json!([{"channel": META_CONNECT, "clientId": c, "connectionType": "websocket"}]),
+        )
+        .await;
+        assert_eq!(first[0]["channel"], META_CONNECT);
+        assert_eq!(first[0]["successful"], true);
+
+        // A later connect is held (300 ms here) while data flows past it.
         customer
             .send(Frame::text(
                 json!([{"channel": META_CONNECT, "clientId": c, "connectionType": "websocket"}])

@@ -7,7 +7,6 @@ use access::agent::{mint, MintRequest};
 use clap::Parser;
 use session_node::config::cli::AgentTokenArgs;
 use session_node::config::{Cli, Command, Config};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -38,7 +37,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match session_node::server::bind(config.listen, config.listen_backlog) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!("cannot listen on {}: {e}", config.listen);

@@ -141,6 +141,9 @@ impl Drop for ReleaseOnDrop<'_> {
 pub struct Bayeux {
     config: BayeuxConfig,
     registry: Mutex<Registry>,
+    /// Recent `402::Unknown client` answers to connects, per address: the
+    /// advised re-handshake interval grows with them.
+    unknown_streaks: moka::sync::Cache<ClientKey, u32>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) readiness: Readiness,
     pub(crate) node_name: String,
@@ -151,6 +154,27 @@ fn error_reply(message: &Message, error: &str) -> Message {
         error: Some(error.to_owned()),
         client_id: message.client_id.clone(),
         ..message.reply(false)
+    }
+}
+
+/// How long a run of `402`s to one address is remembered.
+const UNKNOWN_STREAK_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses whose `402` runs are remembered at most.
+const UNKNOWN_STREAK_CAPACITY: u64 = 100_000;
+/// The advised re-handshake interval after the second `402` in a row, doubled
+/// with each further one up to [`MAX_REHANDSHAKE_INTERVAL`].
+const FIRST_REHANDSHAKE_INTERVAL: Duration = Duration::from_millis(500);
+const MAX_REHANDSHAKE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The advised interval after `streak` `402`s in a row: 0 for the first (a
+/// node restart, say: handshake again at once), then 0.5 s, 1 s, 2 s … 30 s,
+/// so a client that keeps landing on the wrong node does not storm it.
+fn rehandshake_interval(streak: u32) -> Duration {
+    match streak {
+        0 | 1 => Duration::ZERO,
+        n => FIRST_REHANDSHAKE_INTERVAL
+            .saturating_mul(1 << (n - 2).min(16))
+            .min(MAX_REHANDSHAKE_INTERVAL),
     }
 }
 
@@ -171,9 +195,30 @@ impl Bayeux {
         Self {
             config,
             registry: Mutex::new(Registry::default()),
+            unknown_streaks: moka::sync::Cache::builder()
+                .max_capacity(UNKNOWN_STREAK_CAPACITY)
+                .time_to_idle(UNKNOWN_STREAK_WINDOW)
+                .build(),
             sessions,
             readiness,
             node_name,
+        }
+    }
+
+    /// `402::Unknown client` to a connect from `peer`, with an interval that
+    /// grows while that address keeps getting them.
+    fn unknown_on_connect(&self, message: &Message, peer: IpAddr) -> Message {
+        let key = ClientKey::addr(peer);
+        let streak = self
+            .unknown_streaks
+            .get(&key)
+            .unwrap_or(0)
+            .saturating_add(1);
+        self.unknown_streaks.insert(key, streak);
+        let interval = rehandshake_interval(streak).as_millis() as u64;
+        Message {
+            advice: Some(json!({"reconnect": "handshake", "interval": interval})),
+            ..unknown_client(message)
         }
     }
 
@@ -214,7 +259,7 @@ impl Bayeux {
                     }
                     Some(reply)
                 }
-                META_CONNECT => match self.connect(&message, transport) {
+                META_CONNECT => match self.connect(&message, transport, peer) {
                     Ok(held) => {
                         outcome.connect = Some(held);
                         None
@@ -276,7 +321,7 @@ impl Bayeux {
             return error_reply(message, "429::too many clients from this address");
         }
         *registry.per_addr.entry(addr.clone()).or_insert(0) += 1;
-        let client_id = format!("{:032x}", rand::rng().random::<u128>());
+        let client_id = bayeux::client_id(&self.node_name, rand::rng().random::<u128>());
         let now = Instant::now();
         registry.clients.insert(
             client_id.clone(),
@@ -309,9 +354,10 @@ impl Bayeux {
         &self,
         message: &Message,
         transport: Transport,
+        peer: IpAddr,
     ) -> Result<HeldConnect, Box<Message>> {
         let Some(client_id) = message.client_id.as_deref() else {
-            return Err(Box::new(unknown_client(message)));
+            return Err(Box::new(self.unknown_on_connect(message, peer)));
         };
         let expected = match transport {
             Transport::LongPolling => LONG_POLLING,
@@ -329,8 +375,15 @@ impl Bayeux {
         }
         let mut registry = self.lock();
         let Some(client) = registry.clients.get_mut(client_id) else {
-            return Err(Box::new(unknown_client(message)));
+            drop(registry);
+            return Err(Box::new(self.unknown_on_connect(message, peer)));
         };
+        self.unknown_streaks.invalidate(&ClientKey::addr(peer));
+        // The first connect is answered at once, whatever its advice says:
+        // clients that do not send `advice: {timeout: 0}` on it (older ones,
+        // aiocometd) would otherwise wait the whole timeout to complete their
+        // handshake (cometd-java's `AbstractHttpTransport` does the same).
+        let first = !client.connected;
         client.held = true;
         client.connected = true;
         client.last_seen = Instant::now();
@@ -344,15 +397,18 @@ impl Bayeux {
             // A connected participant keeps its session from idling out.
             let _ = self.sessions.touch(&session);
         }
-        // The first connect (advice timeout 0) is answered at once.
-        let wants_wait = message
-            .advice
-            .as_ref()
-            .and_then(|a| a.get("timeout"))
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis)
-            .unwrap_or(self.config.timeout)
-            .min(self.config.timeout);
+        let wants_wait = if first {
+            Duration::ZERO
+        } else {
+            message
+                .advice
+                .as_ref()
+                .and_then(|a| a.get("timeout"))
+                .and_then(Value::as_u64)
+                .map(Duration::from_millis)
+                .unwrap_or(self.config.timeout)
+                .min(self.config.timeout)
+        };
         Ok(HeldConnect {
             client_id: client_id.to_owned(),
             reply: Message {

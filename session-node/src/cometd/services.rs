@@ -51,11 +51,15 @@ struct UserData {
     user_token: String,
 }
 
+/// A session this node does not hold may live on another node of the
+/// cluster: the answer says what a client can do about it.
+pub const SESSION_NOT_FOUND: &str = "404::session not found on this node; it may live on another node: create it over this connection, or put ?gcbSessionServer=<its sessionServerName> in the CometD URL";
+
 /// The Bayeux error string for a session error.
 pub(crate) fn error_string(error: SessionError) -> String {
     use SessionError::*;
     let text = match error {
-        SessionNotFound => "404::session not found",
+        SessionNotFound => SESSION_NOT_FOUND,
         UserNotFound => "404::user not found",
         Ended => "410::session ended",
         NotController => "403::only the controller may stop the session",

@@ -118,7 +118,8 @@ fn handshake_answers_client_id_advice_and_node() {
     );
     assert_eq!(reply.successful, Some(true));
     assert_eq!(reply.id, Some(json!("1")));
-    assert_eq!(reply.client_id.as_ref().unwrap().len(), 32);
+    let id = reply.client_id.as_deref().unwrap();
+    assert_eq!(bayeux::node_of_client_id(id), Some("node-9"), "{id}");
     assert_eq!(reply.version.as_deref(), Some("1.0"));
     assert_eq!(reply.advice.as_ref().unwrap()["reconnect"], "retry");
     assert_eq!(reply.advice.as_ref().unwrap()["timeout"], 30_000);
@@ -243,7 +244,7 @@ fn services_share_the_session_rules() {
         SERVICE_JOIN,
         json!({"sessionToken": "000000000", "role": 2}),
     );
-    assert_eq!(unknown.error.as_deref(), Some("404::session not found"));
+    assert_eq!(unknown.error.as_deref(), Some(services::SESSION_NOT_FOUND));
 }
 
 #[test]
@@ -603,4 +604,57 @@ fn joins_over_cometd_follow_the_same_access_rules() {
     );
     assert_eq!(joined.successful, Some(true), "{joined:?}");
     assert_eq!(joined.data.unwrap()["users"][0]["agentId"], "bob");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_connect_is_answered_at_once_without_advice() {
+    let bayeux = engine();
+    let client = handshake(&bayeux);
+    let connect = || {
+        msg(json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling"}))
+    };
+    let held = bayeux
+        .handle(vec![connect()], Transport::LongPolling, PEER)
+        .connect
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let answer = bayeux.hold(held).await;
+    assert_eq!(started.elapsed(), Duration::ZERO, "not held: {answer:?}");
+    assert_eq!(answer[0].successful, Some(true));
+    // The next one is held for the timeout.
+    let held = bayeux
+        .handle(vec![connect()], Transport::LongPolling, PEER)
+        .connect
+        .unwrap();
+    bayeux.hold(held).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+#[test]
+fn clients_that_keep_getting_402_are_told_to_back_off() {
+    let bayeux = engine();
+    let stale = || {
+        let reply = one(
+            &bayeux,
+            json!({"channel": META_CONNECT, "clientId": "node-9.00000000000000000000000000000000", "connectionType": "long-polling"}),
+        );
+        assert_eq!(reply.error.as_deref(), Some("402::Unknown client"));
+        let advice = reply.advice.unwrap();
+        assert_eq!(advice["reconnect"], "handshake");
+        advice["interval"].as_u64().unwrap()
+    };
+    let intervals: Vec<u64> = (0..10).map(|_| stale()).collect();
+    assert_eq!(intervals[..5], [0, 500, 1000, 2000, 4000]);
+    assert_eq!(intervals[9], 30_000, "capped: {intervals:?}");
+    // A successful connect from the address ends the streak.
+    let client = handshake(&bayeux);
+    let outcome = bayeux.handle(
+        vec![msg(
+            json!({"channel": META_CONNECT, "clientId": client, "connectionType": "long-polling"}),
+        )],
+        Transport::LongPolling,
+        PEER,
+    );
+    assert!(outcome.connect.is_some());
+    assert_eq!(stale(), 0);
 }

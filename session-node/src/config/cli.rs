@@ -29,6 +29,10 @@ pub struct Cli {
     /// Address to listen on [default: 127.0.0.1:8701].
     #[arg(long, env = "COBROWSE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Connections the kernel queues before the node accepts them
+    /// [default: 1024].
+    #[arg(long, env = "COBROWSE_LISTEN_BACKLOG", value_name = "N")]
+    pub listen_backlog: Option<u32>,
     /// This node's name: the `gcbSessionServer` cookie value and
     /// `sessionServerName` [default: node-1].
     #[arg(long, env = "COBROWSE_NAME")]
@@ -176,6 +180,7 @@ pub struct AgentTokenArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct FileConfig {
     pub listen: Option<SocketAddr>,
+    pub listen_backlog: Option<u32>,
     pub name: Option<String>,
     pub server_url: Option<String>,
     pub allowed_origins: Option<StringList>,

@@ -29,6 +29,8 @@ pub const DEFAULT_AGENT_TOKEN_MAX_AGE: Duration = Duration::from_secs(12 * 3600)
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The listen socket's backlog.
+    pub listen_backlog: u32,
     pub name: String,
     pub server_url: Option<String>,
     pub allowed_origins: AllowedOrigins,
@@ -53,6 +55,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8701)),
+            listen_backlog: 1024,
             name: "node-1".into(),
             server_url: None,
             allowed_origins: AllowedOrigins::default(),
@@ -228,6 +231,10 @@ impl Config {
         };
         Ok(Config {
             listen: cli.listen.or(file.listen).unwrap_or(defaults.listen),
+            listen_backlog: cli
+                .listen_backlog
+                .or(file.listen_backlog)
+                .unwrap_or(defaults.listen_backlog),
             name,
             server_url,
             allowed_origins,
@@ -272,6 +279,14 @@ impl Config {
         }
         if self.allowed_origins.is_any() {
             warnings.push("--allowed-origins '*': any web page may call Get Session; answers carry no Access-Control-Allow-Credentials".to_owned());
+        }
+        let own_host = self
+            .server_url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
+        if !self.cookie_cross_site && self.allowed_origins.may_be_cross_site(own_host.as_deref()) {
+            warnings.push("--allowed-origins lets other sites call this node, but without --cookie-secure (or an https --server-url) its gcbSessionServer cookie is SameSite=Lax, which browsers drop on cross-site requests: clients must name the node in the gcbSessionServer header or query parameter".to_owned());
         }
         if self.limits.insecure_token_seed.is_some() {
             warnings.push(
