@@ -199,11 +199,22 @@ async fn opting_out_is_loud_and_contradictions_are_refused() {
 
 #[tokio::test]
 async fn a_guesser_is_refused_after_its_budget_and_it_recovers() {
-    let node = start_node(
-        "sec-e",
-        &["--probe-budget", "3/2s", "--metrics-listen", "127.0.0.1:0"],
-    )
-    .await;
+    // Reached directly (no trusted proxy in front): budgeted by the socket's
+    // address, whatever X-Forwarded-For says.
+    let args: Vec<String> = [
+        "--allowed-origins",
+        TEST_ORIGIN,
+        "--agent-key-file",
+        &agent_key_file().display().to_string(),
+        "--probe-budget",
+        "3/2s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let node = Process::start("session-node", "sec-e", &args, false).await;
     let live = create(&node).await["sessionToken"]
         .as_str()
         .unwrap()
@@ -221,16 +232,15 @@ async fn a_guesser_is_refused_after_its_budget_and_it_recovers() {
         refused.json::<Value>().await.unwrap()["error"],
         "too_many_attempts"
     );
-    // The node trusts 127.0.0.1 (the suite's proxy): another forwarded
-    // client is not affected.
-    let other = client()
+    // The node trusts no proxy: a forged X-Forwarded-For changes nothing.
+    let forged = client()
         .get(format!("{}/cobrowse/rest/live/sessions/{live}", node.url()))
         .header("Origin", TEST_ORIGIN)
         .header("X-Forwarded-For", "198.51.100.7")
         .send()
         .await
         .unwrap();
-    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
     eventually(Duration::from_secs(5), "the budget recovers", || async {
         (get_session(&node, &live).await.status() == StatusCode::OK).then_some(())
     })

@@ -12,6 +12,12 @@
 //!   proxy: bound node down, or no ready node).
 //! - `proxy_lookup_duration_seconds`: histogram of owner lookup rounds.
 //! - `proxy_node_state{node}`: 1 up, 0.5 draining, 0 down.
+//! - `proxy_rejected_total{reason}`: what the proxy refused itself, `reason`
+//!   in `too_many_attempts`, `too_many_creates` (429s), `too_many_connections`
+//!   (connections refused at the accept), `session_ambiguous` (409) and
+//!   `header_timeout` (connections closed for a slow request head).
+//! - `proxy_limiter_keys{budget="probe|create"}`: clients held by each
+//!   budget, updated on each scrape.
 //!
 //! The Prometheus recorder is process-global: it is installed once (the
 //! first proxy with an admin listener) and shared by every proxy of the
@@ -33,6 +39,7 @@ use tokio::sync::watch;
 
 use crate::errors::{empty_response, json_response};
 use crate::forward::ProxyBody;
+use crate::limits::Limits;
 use crate::nodes::{Membership, Node};
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -86,6 +93,14 @@ fn describe_metrics() {
         "proxy_node_state",
         "Node state: 1 up, 0.5 draining, 0 down."
     );
+    metrics::describe_counter!(
+        "proxy_rejected_total",
+        "Refused by the proxy itself: too_many_attempts, too_many_creates, too_many_connections, session_ambiguous, header_timeout."
+    );
+    metrics::describe_gauge!(
+        "proxy_limiter_keys",
+        "Clients held by a budget (probe, create), as of the last scrape."
+    );
 }
 
 /// A node as `/nodes` shows it.
@@ -113,6 +128,7 @@ impl NodeView {
 pub async fn serve_admin(
     listener: TcpListener,
     membership: Arc<Membership>,
+    limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
 ) {
     let handle = prometheus();
@@ -144,11 +160,15 @@ pub async fn serve_admin(
             }
         };
         let membership = membership.clone();
+        let limits = limits.clone();
         let mut conn_stop = stop.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let membership = membership.clone();
-                async move { Ok::<_, Infallible>(admin_response(&request, &membership, handle)) }
+                let limits = limits.clone();
+                async move {
+                    Ok::<_, Infallible>(admin_response(&request, &membership, &limits, handle))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -168,6 +188,7 @@ pub async fn serve_admin(
 fn admin_response(
     request: &Request<Incoming>,
     membership: &Membership,
+    limits: &Limits,
     prometheus: Option<&PrometheusHandle>,
 ) -> Response<ProxyBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -176,6 +197,7 @@ fn admin_response(
     match request.uri().path() {
         "/metrics" => match prometheus {
             Some(handle) => {
+                limits.refresh_gauges();
                 let mut response = Response::new(ProxyBody::full(Bytes::from(handle.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

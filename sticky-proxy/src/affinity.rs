@@ -18,6 +18,12 @@
 //! 5. Anything else is unbound.
 //!
 //! Nothing here allocates: the cookie and query are scanned in place.
+//!
+//! Apart from where a request goes, [`guard_of`] says which budget it is
+//! under (see [`crate::limits`]): a *token-revealing* request (any request
+//! whose path names a session or a user, however it is routed: its answer
+//! tells whether the token exists) is under the probe budget, Create Session
+//! under the create budget, anything else under none.
 
 use http::{HeaderMap, Method, Uri};
 use shared_types::names::{
@@ -74,6 +80,30 @@ pub enum Target<N> {
     Session(SessionToken),
     /// Any ready node.
     Unbound,
+}
+
+/// Which budget a request is under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Not limited (the hot path: CometD, static files, health…).
+    None,
+    /// `<ctx>/rest/live/sessions/{token}…` or `<ctx>/rest/live/users/{userToken}…`
+    /// with a well-formed token: its answer reveals whether the token exists.
+    Probe,
+    /// Create Session.
+    Create,
+}
+
+/// The budget `method` on `path` is under. No allocation: two prefix
+/// comparisons for the requests that are under none.
+pub fn guard_of(paths: &Paths, method: &Method, path: &str) -> Guard {
+    if is_create(paths, method, path) {
+        Guard::Create
+    } else if session_of_path(paths, path).is_some() {
+        Guard::Probe
+    } else {
+        Guard::None
+    }
 }
 
 /// The request paths the proxy must recognise, computed once from the
@@ -520,6 +550,54 @@ mod tests {
             classify(&paths(), &Method::GET, &uri, &map, resolve),
             named("node-1", Via::Cookie)
         );
+    }
+
+    #[test]
+    fn guards() {
+        let p = paths();
+        // (method, path, guard)
+        let cases: &[(Method, String, Guard)] = &[
+            (
+                Method::POST,
+                "/cobrowse/rest/live/sessions".into(),
+                Guard::Create,
+            ),
+            (
+                Method::POST,
+                "/cobrowse/rest/live/sessions/".into(),
+                Guard::Create,
+            ),
+            (
+                Method::GET,
+                "/cobrowse/rest/live/sessions".into(),
+                Guard::None,
+            ),
+            (
+                Method::GET,
+                "/cobrowse/rest/live/sessions/012345678".into(),
+                Guard::Probe,
+            ),
+            (
+                Method::POST,
+                "/cobrowse/rest/live/sessions/012345678/users".into(),
+                Guard::Probe,
+            ),
+            (
+                Method::GET,
+                format!("/cobrowse/rest/live/users/{USER}/session/stop"),
+                Guard::Probe,
+            ),
+            (
+                Method::GET,
+                "/cobrowse/rest/live/sessions/12345".into(),
+                Guard::None,
+            ),
+            (Method::GET, "/cobrowse/cometd".into(), Guard::None),
+            (Method::GET, "/cobrowse/health".into(), Guard::None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(guard_of(&p, method, path), *want, "{method} {path}");
+        }
     }
 
     #[test]

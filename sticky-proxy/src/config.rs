@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use access::{Budget, TrustedProxies};
 use clap::Parser;
 use http::uri::Authority;
 use serde::{Deserialize, Deserializer};
@@ -30,6 +31,21 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_MAX_HEAD_SIZE: usize = 64 * 1024;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_AGENT_TOKEN_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+/// `--probe-budget`: misses (401, 403, 404, 410 to a token-revealing
+/// request) per client before 429 `too_many_attempts`.
+pub const DEFAULT_PROBE_BUDGET: Budget = Budget {
+    limit: 20,
+    window: Duration::from_secs(600),
+};
+/// `--create-budget`: Create Session requests per client.
+pub const DEFAULT_CREATE_BUDGET: Budget = Budget {
+    limit: 60,
+    window: Duration::from_secs(60),
+};
+pub const DEFAULT_LIMITER_CAPACITY: u64 = 1_000_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
 /// Smallest accepted `--max-head-size`: below this even ordinary browser
 /// requests would be refused.
 pub const MIN_MAX_HEAD_SIZE: usize = 1024;
@@ -110,10 +126,69 @@ pub struct Cli {
     #[arg(long, env = "STICKY_PROXY_MAX_HEAD_SIZE", value_name = "BYTES", value_parser = parse_byte_size)]
     pub max_head_size: Option<usize>,
 
-    /// How long a client connection may wait for (or send) its next request
-    /// head before it is closed, like nginx's `keepalive_timeout` [default: 75s].
+    /// How long an idle keep-alive client connection may wait for its next
+    /// request before it is closed, like nginx's `keepalive_timeout`; also
+    /// the longest any request head may take [default: 75s].
     #[arg(long, env = "STICKY_PROXY_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub keep_alive_timeout: Option<Duration>,
+
+    /// Time a request head may take, from its first byte (from the accept,
+    /// for a connection's first request) to its blank line; a slower head
+    /// closes the connection, like nginx's `client_header_timeout`
+    /// [default: 10s].
+    #[arg(long, env = "STICKY_PROXY_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+
+    /// Peers whose `X-Forwarded-For` is believed: comma-separated addresses
+    /// and CIDR blocks (`10.0.0.0/8, ::1`). The client is then the rightmost
+    /// entry no trusted hop vouches for; from any other peer the socket
+    /// address is the client and the header is ignored [default: none].
+    #[arg(long, env = "STICKY_PROXY_TRUSTED_PROXIES", value_name = "LIST", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: Option<TrustedProxies>,
+
+    /// HS256 secret (a file of at least 32 bytes) to verify agent
+    /// credentials with, so that requests with a valid `Authorization:
+    /// Bearer` JWT are budgeted per agent (`sub`) instead of per address.
+    /// Without agent keys every budget is per address [default: none].
+    #[arg(long, env = "STICKY_PROXY_AGENT_KEY_FILE", value_name = "FILE")]
+    pub agent_key_file: Option<PathBuf>,
+
+    /// PEM file of Ed25519 or RSA public keys (several for rotation) to
+    /// verify agent credentials with, instead of --agent-key-file [default: none].
+    #[arg(long, env = "STICKY_PROXY_AGENT_PUBLIC_KEYS", value_name = "FILE")]
+    pub agent_public_keys: Option<PathBuf>,
+
+    /// Longest accepted lifetime of an agent credential [default: 12h].
+    #[arg(long, env = "STICKY_PROXY_AGENT_TOKEN_MAX_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub agent_token_max_age: Option<Duration>,
+
+    /// Misses (401, 403, 404 or 410 answers to token-revealing requests:
+    /// `/sessions/{token}…`, `/users/{userToken}…`) allowed per client
+    /// (address, or agent) in a window; then those requests get 429
+    /// `too_many_attempts` until the window ends: `COUNT/DURATION`, or `off`
+    /// [default: 20/10m].
+    #[arg(long, env = "STICKY_PROXY_PROBE_BUDGET", value_name = "COUNT/DURATION", value_parser = parse_budget)]
+    pub probe_budget: Option<Budget>,
+
+    /// Create Session requests allowed per client in a window before 429
+    /// `too_many_creates`: `COUNT/DURATION`, or `off` [default: 60/1m].
+    #[arg(long, env = "STICKY_PROXY_CREATE_BUDGET", value_name = "COUNT/DURATION", value_parser = parse_budget)]
+    pub create_budget: Option<Budget>,
+
+    /// Clients remembered per budget at most (bounds the limiters' memory;
+    /// beyond it the least used are forgotten) [default: 1000000].
+    #[arg(long, env = "STICKY_PROXY_LIMITER_CAPACITY", value_name = "N")]
+    pub limiter_capacity: Option<u64>,
+
+    /// Open connections per client address (the socket's peer, IPv6 by
+    /// /64; behind a load balancer that is the balancer); one more gets 429
+    /// `too_many_connections` and is closed; 0 turns the cap off [default: 256].
+    #[arg(
+        long,
+        env = "STICKY_PROXY_MAX_CONNECTIONS_PER_CLIENT",
+        value_name = "N"
+    )]
+    pub max_connections_per_client: Option<u32>,
 
     /// Time in-flight requests get to finish on shutdown [default: 10s].
     #[arg(long, env = "STICKY_PROXY_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -154,8 +229,22 @@ struct FileConfig {
     #[serde(default, deserialize_with = "duration")]
     keep_alive_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
+    header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
     workers: Option<usize>,
+    #[serde(default, deserialize_with = "trusted_proxies")]
+    trusted_proxies: Option<TrustedProxies>,
+    agent_key_file: Option<PathBuf>,
+    agent_public_keys: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration")]
+    agent_token_max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "budget")]
+    probe_budget: Option<Budget>,
+    #[serde(default, deserialize_with = "budget")]
+    create_budget: Option<Budget>,
+    limiter_capacity: Option<u64>,
+    max_connections_per_client: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +259,35 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     humantime::parse_duration(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+fn budget<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Budget>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_budget(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `trusted-proxies = "10.0.0.0/8, ::1"` or `["10.0.0.0/8", "::1"]`.
+fn trusted_proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TrustedProxies>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match Raw::deserialize(d)? {
+        Raw::One(text) => text,
+        Raw::Many(items) => items.join(","),
+    };
+    TrustedProxies::parse(&list)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `20/10m`, `60/1m`, `off`.
+pub fn parse_budget(text: &str) -> Result<Budget, String> {
+    text.parse()
 }
 
 fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
@@ -296,8 +414,21 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub max_head_size: usize,
     pub keep_alive_timeout: Duration,
+    pub header_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// HS256 secret for agent credentials (exclusive with `agent_public_keys`).
+    pub agent_key_file: Option<PathBuf>,
+    /// PEM public keys for agent credentials.
+    pub agent_public_keys: Option<PathBuf>,
+    pub agent_token_max_age: Duration,
+    pub probe_budget: Budget,
+    pub create_budget: Budget,
+    pub limiter_capacity: u64,
+    /// 0: no cap.
+    pub max_connections_per_client: u32,
 }
 
 impl Config {
@@ -322,8 +453,17 @@ impl Config {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             max_head_size: DEFAULT_MAX_HEAD_SIZE,
             keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             workers: default_workers(),
+            trusted_proxies: TrustedProxies::default(),
+            agent_key_file: None,
+            agent_public_keys: None,
+            agent_token_max_age: DEFAULT_AGENT_TOKEN_MAX_AGE,
+            probe_budget: DEFAULT_PROBE_BUDGET,
+            create_budget: DEFAULT_CREATE_BUDGET,
+            limiter_capacity: DEFAULT_LIMITER_CAPACITY,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 
@@ -418,11 +558,41 @@ impl Config {
                 .keep_alive_timeout
                 .or(file.keep_alive_timeout)
                 .unwrap_or(DEFAULT_KEEP_ALIVE_TIMEOUT),
+            header_timeout: cli
+                .header_timeout
+                .or(file.header_timeout)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT),
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             workers: cli.workers.or(file.workers).unwrap_or_else(default_workers),
+            trusted_proxies: cli
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or_default(),
+            agent_key_file: cli.agent_key_file.or(file.agent_key_file),
+            agent_public_keys: cli.agent_public_keys.or(file.agent_public_keys),
+            agent_token_max_age: cli
+                .agent_token_max_age
+                .or(file.agent_token_max_age)
+                .unwrap_or(DEFAULT_AGENT_TOKEN_MAX_AGE),
+            probe_budget: cli
+                .probe_budget
+                .or(file.probe_budget)
+                .unwrap_or(DEFAULT_PROBE_BUDGET),
+            create_budget: cli
+                .create_budget
+                .or(file.create_budget)
+                .unwrap_or(DEFAULT_CREATE_BUDGET),
+            limiter_capacity: cli
+                .limiter_capacity
+                .or(file.limiter_capacity)
+                .unwrap_or(DEFAULT_LIMITER_CAPACITY),
+            max_connections_per_client: cli
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
         };
         config.validate()?;
         Ok(config)
@@ -448,6 +618,9 @@ impl Config {
             ("--connect-timeout", self.connect_timeout),
             ("--upstream-timeout", self.upstream_timeout),
             ("--lookup-timeout", self.lookup_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--keep-alive-timeout", self.keep_alive_timeout),
+            ("--agent-token-max-age", self.agent_token_max_age),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid(format!("{flag} must be above zero")));
@@ -460,6 +633,12 @@ impl Config {
         }
         if self.workers == 0 {
             return invalid("--workers must be at least 1");
+        }
+        if self.limiter_capacity == 0 {
+            return invalid("--limiter-capacity must be at least 1");
+        }
+        if self.agent_key_file.is_some() && self.agent_public_keys.is_some() {
+            return invalid("give --agent-key-file or --agent-public-keys, not both");
         }
         if let Some(origin) = &self.lookup_origin {
             if http::HeaderValue::from_str(origin).is_err() {
@@ -732,6 +911,108 @@ mod tests {
         assert!(args(&["--max-head-size", "10"]).is_err());
         assert!(args(&["--workers", "0"]).is_err());
         assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn limits_defaults_flags_and_file() {
+        let defaults = Config::from_args(["sticky-proxy", "--node", "a=http://h:1"]).unwrap();
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.keep_alive_timeout, Duration::from_secs(75));
+        assert_eq!(defaults.probe_budget, "20/10m".parse().unwrap());
+        assert_eq!(defaults.create_budget, "60/1m".parse().unwrap());
+        assert_eq!(defaults.limiter_capacity, 1_000_000);
+        assert_eq!(defaults.max_connections_per_client, 256);
+        assert!(defaults.trusted_proxies.is_empty());
+        assert!(defaults.agent_key_file.is_none() && defaults.agent_public_keys.is_none());
+        assert_eq!(defaults.agent_token_max_age, Duration::from_secs(12 * 3600));
+
+        let flags = Config::from_args([
+            "sticky-proxy",
+            "--node",
+            "a=http://h:1",
+            "--trusted-proxies",
+            "127.0.0.1, 10.0.0.0/8",
+            "--probe-budget",
+            "off",
+            "--create-budget",
+            "5/30s",
+            "--limiter-capacity",
+            "1000",
+            "--max-connections-per-client",
+            "0",
+            "--header-timeout",
+            "2s",
+            "--agent-key-file",
+            "/k",
+            "--agent-token-max-age",
+            "1h",
+        ])
+        .unwrap();
+        assert!(flags.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert!(!flags.trusted_proxies.trusts("11.1.2.3".parse().unwrap()));
+        assert!(flags.probe_budget.is_off());
+        assert_eq!(flags.create_budget.limit, 5);
+        assert_eq!(flags.create_budget.window, Duration::from_secs(30));
+        assert_eq!(flags.limiter_capacity, 1000);
+        assert_eq!(flags.max_connections_per_client, 0);
+        assert_eq!(flags.header_timeout, Duration::from_secs(2));
+        assert_eq!(flags.agent_key_file.as_deref(), Some(Path::new("/k")));
+        assert_eq!(flags.agent_token_max_age, Duration::from_secs(3600));
+
+        // The file, as a list or one string; flags still win.
+        for trusted in ["[\"127.0.0.1\", \"::1\"]", "\"127.0.0.1, ::1\""] {
+            let text = format!(
+                "trusted-proxies = {trusted}\nprobe-budget = \"3/1s\"\ncreate-budget = \"off\"\n\
+                 header-timeout = \"500ms\"\nmax-connections-per-client = 8\nlimiter-capacity = 10\n\
+                 agent-public-keys = \"/keys.pem\"\nagent-token-max-age = \"30m\"\n"
+            );
+            let config = Config::from_cli_and_toml(
+                cli(&["--node", "a=http://h:1", "--header-timeout", "1s"]),
+                &text,
+            )
+            .unwrap();
+            assert!(
+                config.trusted_proxies.trusts("::1".parse().unwrap()),
+                "{trusted}"
+            );
+            assert_eq!(config.probe_budget.limit, 3);
+            assert!(config.create_budget.is_off());
+            assert_eq!(
+                config.header_timeout,
+                Duration::from_secs(1),
+                "the flag wins"
+            );
+            assert_eq!(config.max_connections_per_client, 8);
+            assert_eq!(config.limiter_capacity, 10);
+            assert_eq!(
+                config.agent_public_keys.as_deref(),
+                Some(Path::new("/keys.pem"))
+            );
+            assert_eq!(config.agent_token_max_age, Duration::from_secs(1800));
+        }
+
+        let args = |extra: &[&str]| {
+            let mut all = vec!["sticky-proxy", "--node", "a=http://h:1"];
+            all.extend_from_slice(extra);
+            Config::from_args(all)
+        };
+        for bad in [
+            &["--probe-budget", "0/1m"][..],
+            &["--create-budget", "60"],
+            &["--trusted-proxies", "nope"],
+            &["--trusted-proxies", "10.0.0.0/33"],
+            &["--limiter-capacity", "0"],
+            &["--header-timeout", "0s"],
+            &["--keep-alive-timeout", "0s"],
+            &["--agent-token-max-age", "0s"],
+            &["--max-connections-per-client", "-1"],
+            &["--agent-key-file", "/a", "--agent-public-keys", "/b"],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?}");
+        }
+        let file =
+            Config::from_cli_and_toml(cli(&["--node", "a=http://h:1"]), "probe-budget = \"lots\"");
+        assert!(matches!(file, Err(ConfigError::Parse { .. })), "{file:?}");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! same way as a node error and can tell "the owner of my session is gone"
 //! (`session_server_unavailable`) from "nothing can take a new session"
 //! (`no_server_available`).
+//!
+//! The 429s carry `Retry-After` (whole seconds). The one answer made
+//! outside hyper, to a connection over `--max-connections-per-client`, is
+//! [`too_many_connections_answer`]: raw bytes, as no request was read.
 
 use std::sync::Arc;
 
@@ -29,6 +33,12 @@ pub enum ProxyError {
     BadGateway(Arc<str>),
     /// A request the proxy cannot forward (for instance `CONNECT`).
     BadRequest(&'static str),
+    /// The client's probe budget is spent; retry after this many seconds.
+    TooManyAttempts(u64),
+    /// The client's create budget is spent; retry after this many seconds.
+    TooManyCreates(u64),
+    /// More than one node claims the session: the proxy picks none.
+    SessionAmbiguous,
 }
 
 impl ProxyError {
@@ -40,6 +50,10 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::TooManyAttempts(_) | ProxyError::TooManyCreates(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::SessionAmbiguous => StatusCode::CONFLICT,
         }
     }
 
@@ -51,6 +65,17 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => codes::UPSTREAM_TIMEOUT,
             ProxyError::BadGateway(_) => codes::BAD_GATEWAY,
             ProxyError::BadRequest(_) => codes::BAD_REQUEST,
+            ProxyError::TooManyAttempts(_) => codes::TOO_MANY_ATTEMPTS,
+            ProxyError::TooManyCreates(_) => codes::TOO_MANY_CREATES,
+            ProxyError::SessionAmbiguous => codes::SESSION_AMBIGUOUS,
+        }
+    }
+
+    /// Seconds for `Retry-After`, on the answers that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::TooManyAttempts(secs) | ProxyError::TooManyCreates(secs) => Some(*secs),
+            _ => None,
         }
     }
 
@@ -67,12 +92,30 @@ impl ProxyError {
                 format!("the connection to the session server {node} failed")
             }
             ProxyError::BadRequest(why) => (*why).to_owned(),
+            // No detail a guesser could use: not which token, not how many.
+            ProxyError::TooManyAttempts(_) => {
+                "too many failed attempts from this client; try again later".to_owned()
+            }
+            ProxyError::TooManyCreates(_) => {
+                "too many sessions created by this client; try again later".to_owned()
+            }
+            ProxyError::SessionAmbiguous => {
+                "more than one session server claims this session; the proxy picks none"
+                    .to_owned()
+            }
         }
     }
 
     /// The JSON response for this error.
     pub fn to_response(&self) -> Response<ProxyBody> {
-        json_response(self.status(), &ErrorBody::new(self.code(), self.message()))
+        let mut response =
+            json_response(self.status(), &ErrorBody::new(self.code(), self.message()));
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -98,6 +141,26 @@ pub(crate) fn json_response<T: serde::Serialize>(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The whole answer to a connection refused for holding too many: a
+/// minimal HTTP/1.1 429 with the JSON body, then the connection closes.
+pub fn too_many_connections_answer() -> &'static [u8] {
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ANSWER.get_or_init(|| {
+        let body = serde_json::to_vec(&ErrorBody::new(
+            codes::TOO_MANY_CONNECTIONS,
+            "too many connections from this address",
+        ))
+        .unwrap_or_default();
+        let mut answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        answer
+    })
 }
 
 /// An empty response with only a status (the proxy's own `/health`).
@@ -132,5 +195,34 @@ mod tests {
             "upstream_timeout"
         );
         assert_eq!(ProxyError::BadGateway("n".into()).status(), 502);
+        assert_eq!(ProxyError::SessionAmbiguous.status(), 409);
+        assert_eq!(ProxyError::SessionAmbiguous.code(), "session_ambiguous");
+        assert_eq!(ProxyError::SessionAmbiguous.retry_after(), None);
+    }
+
+    #[tokio::test]
+    async fn refusals_say_when_to_retry() {
+        for (error, code) in [
+            (ProxyError::TooManyAttempts(7), "too_many_attempts"),
+            (ProxyError::TooManyCreates(7), "too_many_creates"),
+        ] {
+            let response = error.to_response();
+            assert_eq!(response.status(), 429);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body.error, code);
+        }
+    }
+
+    #[test]
+    fn the_connection_refusal_is_a_whole_answer() {
+        let answer = String::from_utf8(too_many_connections_answer().to_vec()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+        assert!(head.contains("connection: close"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let body: ErrorBody = serde_json::from_str(body).unwrap();
+        assert_eq!(body.error, "too_many_connections");
     }
 }

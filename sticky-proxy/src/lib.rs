@@ -10,8 +10,13 @@
 //! - [`config`]: flags, environment and TOML file merged into one [`Config`].
 //! - [`server`]: the accept loop with graceful drain, the per-request routing
 //!   and the [`ProxyHandle`] (reload, node listing).
+//! - [`conn`]: one client connection: the request-head timeout and the
+//!   refusal of a connection over the per-address cap.
 //! - [`affinity`]: pure functions that read what a request is bound to
-//!   (cookie, header, query parameter, session or user path).
+//!   (cookie, header, query parameter, session or user path) and which
+//!   budget it is under.
+//! - [`limits`]: who a client is (address behind trusted proxies, or a
+//!   verified agent), its probe and create budgets, connections per address.
 //! - [`lookup`]: which node owns a session, asked of the nodes and cached.
 //! - [`balance`]: the choice of a ready node for unbound requests.
 //! - [`forward`]: header rewriting, the pooled upstream client, streamed
@@ -28,9 +33,11 @@ pub mod admin;
 pub mod affinity;
 pub mod balance;
 pub mod config;
+pub mod conn;
 pub mod errors;
 pub mod forward;
 pub mod health;
+pub mod limits;
 pub mod lookup;
 pub mod nodes;
 pub mod pool;

@@ -4,12 +4,18 @@
 //!
 //! Every node that is not down is asked `GET <ctx>/rest/live/sessions/{token}`
 //! in parallel, with the configured `Origin` (the endpoint is under CORS
-//! control); the first to answer 200, or 410 (ended but retained: the node
-//! still answers for it), is the owner. Answers are cached (moka, TTL and
-//! size bound); concurrent lookups of one token share one round of requests.
-//! "Not found" is not cached: a session being created right now must be
-//! found a moment later. When no node claims the session but one of them did
-//! not answer, the answer is [`Owner::Unanswered`]: the caller must not guess.
+//! control), and every answer is waited for (or `--lookup-timeout`). The one
+//! node that answers 200 is the owner; failing that, a node that answers 410
+//! (ended but retained: the node still answers for it). **Two or more 200s
+//! are never resolved by picking one**: the answer is [`Owner::Ambiguous`]
+//! (the proxy answers 409 `session_ambiguous`), logged at error level with
+//! the nodes, and not cached — joining the wrong one of two sessions with
+//! the same digits would show one customer's screen to another's agent.
+//! Owners are cached (moka, TTL and size bound); concurrent lookups of one
+//! token share one round of requests. "Not found" is not cached: a session
+//! being created right now must be found a moment later. When no node claims
+//! the session but one of them did not answer, the answer is
+//! [`Owner::Unanswered`]: the caller must not guess.
 //!
 //! Entries are dropped when the owner answers 404 for a forwarded request of
 //! the session, when the owner goes down, and when it leaves the membership.
@@ -38,6 +44,8 @@ pub enum Owner {
     /// No node claimed the session, but this one did not answer (in time):
     /// the session may well be there, so the request must not go elsewhere.
     Unanswered(Arc<Node>),
+    /// Several nodes answered 200: the request must go to none of them.
+    Ambiguous(Vec<Arc<Node>>),
 }
 
 /// The owner cache and the lookup that fills it.
@@ -50,10 +58,16 @@ pub struct OwnerLookup {
     timeout: Duration,
 }
 
-/// The lookup round found no owner (not cached): `Some(node)` when that
-/// node did not answer.
+/// The lookup round found no one owner (not cached).
 #[derive(Debug, Clone)]
-struct NoOwner(Option<Arc<Node>>);
+enum NoOwner {
+    /// Every node asked said 404, and none is down.
+    Absent,
+    /// No node claimed it, and this one did not answer (or is down).
+    Silent(Arc<Node>),
+    /// These nodes all answered 200.
+    Ambiguous(Vec<Arc<Node>>),
+}
 
 impl OwnerLookup {
     /// `sessions_path` is `<ctx>/rest/live/sessions`; `origin` the `Origin`
@@ -97,9 +111,10 @@ impl OwnerLookup {
             .await;
         match found {
             Ok(node) => Owner::Found(node),
-            Err(no_owner) => match &no_owner.0 {
-                Some(silent) => Owner::Unanswered(silent.clone()),
-                None => Owner::NotFound,
+            Err(no_owner) => match &*no_owner {
+                NoOwner::Silent(silent) => Owner::Unanswered(silent.clone()),
+                NoOwner::Absent => Owner::NotFound,
+                NoOwner::Ambiguous(nodes) => Owner::Ambiguous(nodes.clone()),
             },
         }
     }
@@ -128,10 +143,12 @@ impl OwnerLookup {
         self.cache.entry_count()
     }
 
-    /// Asks every node that is not down, in parallel; the first 200 or 410
-    /// wins. The other answers are still read to the end, in the background:
-    /// dropping a request in flight would close its pooled connection, and
-    /// every cold lookup would then pay for new connections.
+    /// Asks every node that is not down, in parallel, and waits for every
+    /// answer (or the lookup timeout): one 200 is the owner, several 200s are
+    /// ambiguous, a 410 is the owner only when no node answers 200. After a
+    /// timeout the answers still missing are read to the end in the
+    /// background: dropping a request in flight would close its pooled
+    /// connection, and every cold lookup would then pay for new connections.
     async fn ask(&self, token: SessionToken, nodes: &NodeSet) -> Result<Arc<Node>, NoOwner> {
         let mut asks: FuturesUnordered<_> = nodes
             .iter()
@@ -155,15 +172,16 @@ impl OwnerLookup {
             .collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut silent: Option<Arc<Node>> = None;
-        let mut owner: Option<Arc<Node>> = None;
+        // Every node that answered 200: one is the owner, two are a conflict.
+        let mut live: Vec<Arc<Node>> = Vec::new();
         // A node that only retains the session as ended (410) is the owner
         // unless another node has a live session with the same nine digits.
         let mut ended = None;
         loop {
             match tokio::time::timeout_at(deadline, asks.next()).await {
                 Ok(Some(Answer::Owner(node))) => {
-                    owner = Some(node);
-                    break;
+                    pending.retain(|n| !Arc::ptr_eq(n, &node));
+                    live.push(node);
                 }
                 Ok(Some(Answer::Ended(node))) => {
                     pending.retain(|n| !Arc::ptr_eq(n, &node));
@@ -176,9 +194,11 @@ impl OwnerLookup {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    tracing::warn!(%token, "owner lookup timed out: answering 503 rather than guessing");
                     if silent.is_none() {
                         silent = pending.first().cloned();
+                    }
+                    if live.is_empty() && ended.is_none() {
+                        tracing::warn!(%token, "owner lookup timed out: answering 503 rather than guessing");
                     }
                     break;
                 }
@@ -192,8 +212,24 @@ impl OwnerLookup {
                 .await;
             });
         }
-        let owner = owner.or(ended);
-        if owner.is_none() && silent.is_none() {
+        if live.len() > 1 {
+            let names: Vec<&str> = live.iter().map(|node| node.name()).collect();
+            tracing::error!(
+                %token,
+                nodes = ?names,
+                "several session servers claim one session token; answering 409 session_ambiguous and routing to none"
+            );
+            return Err(NoOwner::Ambiguous(live));
+        }
+        // One 200 is the owner even when another node did not answer (in
+        // time) or is down and was not asked: that node could, rarely, hold
+        // the same digits too, but refusing (or waiting longer) here would
+        // make every session unreachable while any node is slow or down.
+        // The nodes' cluster-unique tokens are what rules the case out.
+        if let Some(owner) = live.pop().or(ended) {
+            return Ok(owner);
+        }
+        if silent.is_none() {
             // A node that is down was not asked, and its sessions may be the
             // one: say so rather than send the request elsewhere.
             silent = nodes
@@ -201,7 +237,7 @@ impl OwnerLookup {
                 .find(|node| node.state() == NodeState::Down)
                 .cloned();
         }
-        owner.ok_or(NoOwner(silent))
+        Err(silent.map_or(NoOwner::Absent, NoOwner::Silent))
     }
 }
 
@@ -246,6 +282,13 @@ async fn ask_one(
         StatusCode::OK => Answer::Owner(node),
         StatusCode::GONE => Answer::Ended(node),
         StatusCode::NOT_FOUND => Answer::NotHere(node),
+        // The node keeps a probe budget too, and the lookups come from the
+        // proxy's own address: the node must not budget them (the proxy
+        // checked the client's budget before asking).
+        StatusCode::TOO_MANY_REQUESTS => {
+            tracing::warn!(node = node.name(), %token, "the node refused an owner lookup with 429: its probe budget must not apply to the proxy's own lookups");
+            Answer::Silent(node)
+        }
         other => {
             tracing::warn!(node = node.name(), status = %other, %token, "unexpected owner lookup answer");
             Answer::Silent(node)

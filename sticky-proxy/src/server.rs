@@ -8,10 +8,18 @@
 //! if its node is down or refuses the connection the client gets 503
 //! `session_server_unavailable`. An unbound request whose connection could
 //! not be established (nothing sent) is tried on the next ready node.
+//!
+//! Before routing, the limits of [`crate::limits`]: a connection over
+//! `--max-connections-per-client` is refused at the accept; a token-revealing
+//! request of a client whose probe budget is spent, or a create over the
+//! create budget, is answered 429 without a lookup or a forward; a miss
+//! (401/403/404/410) to a token-revealing request spends the budget. A
+//! request head slower than `--header-timeout` closes its connection
+//! ([`crate::conn`]).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,15 +35,17 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, NodeView};
-use crate::affinity::{self, Paths, SessionToken, Target, Via};
+use crate::affinity::{self, Guard, Paths, SessionToken, Target, Via};
 use crate::balance::{RoundRobin, Selection};
 use crate::config::{Config, ConfigError};
+use crate::conn::{AnsweredBody, ClientConn, ClientIo};
 use crate::errors::{empty_response, ProxyError};
 use crate::forward::{
     self, is_websocket_upgrade, prepare_request, prepare_response, upstream_uri, BodySlot,
     ClientInfo, ForwardFailure, ProxyBody, UpstreamBody,
 };
 use crate::health::{spawn_health_loop, HealthTask, HealthTracker, HttpHealthCheck, OnTransition};
+use crate::limits::{self, Limits, Reason};
 use crate::lookup::{Owner, OwnerLookup};
 use crate::nodes::{InFlight, Membership, Node, NodeSet, NodeState, RequestCounters};
 use crate::pool::Lease;
@@ -114,6 +124,8 @@ struct Shared {
     decisions: [Counter; 7],
     /// `proxy_requests_total{node="-"}`: answers no node took part in.
     own_requests: RequestCounters,
+    /// Budgets and the connection cap.
+    limits: Arc<Limits>,
     /// Turned true at the shutdown deadline: cuts the remaining tunnels.
     /// Its receivers are the live tunnels.
     tunnel_stop: watch::Sender<bool>,
@@ -259,6 +271,7 @@ impl Proxy {
             // Before any metric handle is registered, so they are all live.
             admin::prometheus();
         }
+        let limits = Arc::new(Limits::new(&config)?);
         let paths = Paths::new(&config.context_path);
         let client = forward::upstream_client(config.connect_timeout);
         let origin = match &config.lookup_origin {
@@ -301,6 +314,7 @@ impl Proxy {
             health_tasks: Mutex::new(Vec::new()),
             decisions,
             own_requests: RequestCounters::new(Arc::from("-")),
+            limits,
             tunnel_stop,
             runtime,
             local_addr,
@@ -361,6 +375,7 @@ impl Proxy {
             tokio::spawn(admin::serve_admin(
                 admin_listener,
                 shared.membership.clone(),
+                shared.limits.clone(),
                 admin_stop_rx,
             ));
         }
@@ -368,10 +383,13 @@ impl Proxy {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .keep_alive(true)
-            // hyper's header read timeout also runs while a kept-alive
-            // connection waits for its next request: it is the idle timeout.
+            // hyper's header read timeout runs from the moment a connection
+            // is ready for a head, idle time included: it is the keep-alive
+            // idle timeout. The head itself is timed by `ClientIo`
+            // (`--header-timeout`), see `crate::conn`.
             .header_read_timeout(config.keep_alive_timeout)
             .max_header_size(config.max_head_size);
+        let head_timeouts = shared.limits.rejected(Reason::HeaderTimeout);
         if config.max_head_size > HYPER_DEFAULT_MAX_BUF {
             http.max_buf_size(config.max_head_size.saturating_add(8192));
         }
@@ -398,21 +416,46 @@ impl Proxy {
                 }
             };
             while connections.try_join_next().is_some() {}
+            let slot = match shared
+                .limits
+                .connections()
+                .acquire(access::ClientKey::addr(peer.ip()))
+            {
+                Ok(slot) => slot,
+                Err(()) => {
+                    shared.limits.reject(Reason::TooManyConnections);
+                    shared.own_requests.count(StatusCode::TOO_MANY_REQUESTS);
+                    tracing::debug!(%peer, "too many connections from this address; refused");
+                    connections.spawn(crate::conn::refuse(stream));
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
-            let client = Arc::new(ClientInfo::new(peer));
+            let client = Arc::new(ClientConn::new(peer, slot));
+            let io = ClientIo::new(
+                stream,
+                client.clone(),
+                config.header_timeout,
+                head_timeouts.clone(),
+            );
             let conn_shared = shared.clone();
             let service = service_fn(move |request| {
                 let shared = conn_shared.clone();
                 let client = client.clone();
+                client.head_received();
                 // Boxed: hyper keeps a slot the size of the service's future
                 // for every connection, busy or idle; a box costs one
                 // allocation per request instead of ~2.5 KiB per connection.
-                Box::pin(
-                    async move { Ok::<_, Infallible>(handle(&shared, &client, request).await) },
-                )
+                Box::pin(async move {
+                    let response = handle(&shared, &client, request).await;
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        client.upgraded();
+                    }
+                    Ok::<_, Infallible>(response.map(|body| AnsweredBody::new(body, client)))
+                })
             });
             let conn = http
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             let mut drain = drain_rx.clone();
             connections.spawn(async move {
@@ -551,17 +594,62 @@ impl ProxyHandle {
     pub fn cached_owners(&self) -> u64 {
         self.shared.lookup.cached_len()
     }
+
+    /// Live client connections from `ip` (its /64 for IPv6), as counted for
+    /// `--max-connections-per-client` (0 when the cap is off).
+    pub fn client_connections(&self, ip: IpAddr) -> u32 {
+        self.shared
+            .limits
+            .connections()
+            .live(&access::ClientKey::addr(ip))
+    }
+
+    /// Client addresses holding at least one counted connection.
+    pub fn connected_clients(&self) -> usize {
+        self.shared.limits.connections().clients()
+    }
 }
 
-/// Routes and answers one request.
+/// Answers one request: the budgets it is under, then the routing.
 async fn handle(
     shared: &Shared,
-    client: &ClientInfo,
+    client: &ClientConn,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     if request.method() == Method::CONNECT {
         return own_error(shared, ProxyError::BadRequest("CONNECT is not supported"));
     }
+    match affinity::guard_of(&shared.paths, request.method(), request.uri().path()) {
+        Guard::None => route(shared, &client.info, request).await,
+        Guard::Create => {
+            let key = shared.limits.client_key(client.peer, request.headers());
+            if let Err(retry) = shared.limits.take_create(&key) {
+                shared.limits.reject(Reason::TooManyCreates);
+                return own_error(shared, ProxyError::TooManyCreates(retry.secs()));
+            }
+            route(shared, &client.info, request).await
+        }
+        Guard::Probe => {
+            let key = shared.limits.client_key(client.peer, request.headers());
+            if let Err(retry) = shared.limits.check_probe(&key) {
+                shared.limits.reject(Reason::TooManyAttempts);
+                return own_error(shared, ProxyError::TooManyAttempts(retry.secs()));
+            }
+            let response = route(shared, &client.info, request).await;
+            if limits::is_miss(response.status()) {
+                shared.limits.miss(&key);
+            }
+            response
+        }
+    }
+}
+
+/// Routes and answers one request.
+async fn route(
+    shared: &Shared,
+    client: &ClientInfo,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let target = {
         let set = shared.membership.load();
         match affinity::classify(
@@ -619,12 +707,21 @@ async fn handle(
                         ProxyError::SessionServerUnavailable(node.name_arc().clone()),
                     )
                 }
+                // Two sessions with these digits: either could be the wrong
+                // customer's. Sent nowhere (the lookup logged the nodes).
+                Owner::Ambiguous(_) => ambiguous(shared),
             }
         }
         Target::Unbound | Target::ProxyHealth => {
             forward_unbound(shared, client, request, Decision::Balanced).await
         }
     }
+}
+
+/// 409 `session_ambiguous`: more than one node claims the session.
+fn ambiguous(shared: &Shared) -> Response<ProxyBody> {
+    shared.limits.reject(Reason::SessionAmbiguous);
+    own_error(shared, ProxyError::SessionAmbiguous)
 }
 
 fn own_error(shared: &Shared, error: ProxyError) -> Response<ProxyBody> {
@@ -718,6 +815,7 @@ async fn forward_cached(
             };
             forward_prepared(shared, prepared, owner, Decision::LookupMiss, Some(token)).await
         }
+        Owner::Ambiguous(_) => ambiguous(shared),
         _ => response,
     }
 }

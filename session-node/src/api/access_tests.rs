@@ -308,3 +308,30 @@ async fn the_preflight_allows_the_authorization_header() {
         .unwrap();
     assert!(allowed.contains("Authorization"), "{allowed}");
 }
+
+#[tokio::test]
+async fn a_trusted_proxys_own_lookups_spend_no_budget() {
+    let state = AppState::new(&Config {
+        access: access_with("2/10m".parse().unwrap(), Budget::OFF),
+        ..config()
+    })
+    .unwrap();
+    let (live, _) = create(&state).await;
+    // The proxy's owner lookups: from the trusted peer, no X-Forwarded-For.
+    for guess in ["000000001", "000000002", "000000003", "000000004"] {
+        let a = send_from(&state, PROXY, get_request(guess, None)).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        send_from(&state, PROXY, get_request(&live, None))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The same from an untrusted peer is budgeted.
+    for guess in ["000000001", "000000002"] {
+        send_from(&state, "203.0.113.9:1", get_request(guess, None)).await;
+    }
+    let refused = send_from(&state, "203.0.113.9:1", get_request(&live, None)).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -22,19 +22,31 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        // Served by `serve`, every connection has its peer address; a router
-        // driven without one (unit tests) is an unspecified peer.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
         let forwarded = parts
             .headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(state.trusted_proxies.client_ip(peer, forwarded)))
+        Ok(ClientIp(
+            state.trusted_proxies.client_ip(peer(parts), forwarded),
+        ))
     }
+}
+
+/// The socket's peer. Served by `serve`, every connection has one; a router
+/// driven without one (unit tests) is an unspecified peer.
+fn peer(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// A trusted proxy asking on its own behalf: its owner lookups come with no
+/// `X-Forwarded-For` (everything it forwards carries one), and it has
+/// already budgeted the client it looks up for.
+fn is_proxy_itself(parts: &Parts, state: &AppState) -> bool {
+    state.trusted_proxies.trusts(peer(parts)) && !parts.headers.contains_key(X_FORWARDED_FOR)
 }
 
 /// The caller: address and verified agent credential.
@@ -47,9 +59,12 @@ impl FromRequestParts<AppState> for RequestCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
         let credential = bearer(&parts.headers);
-        Ok(RequestCaller(
-            state.sessions.caller(ip, credential.as_ref()),
-        ))
+        let caller = state.sessions.caller(ip, credential.as_ref());
+        Ok(RequestCaller(if is_proxy_itself(parts, state) {
+            caller.as_infrastructure()
+        } else {
+            caller
+        }))
     }
 }
 

@@ -103,9 +103,25 @@ pub enum AgentCredential {
 pub struct Caller {
     addr: ClientKey,
     agent: AgentCredential,
+    /// A trusted proxy asking on its own behalf (an owner lookup): not
+    /// budgeted, since the proxy budgets the client it asks for.
+    infrastructure: bool,
 }
 
 impl Caller {
+    /// The same caller, as a trusted proxy's own request (see
+    /// [`crate::api::caller`]).
+    pub fn as_infrastructure(self) -> Caller {
+        Caller {
+            infrastructure: true,
+            ..self
+        }
+    }
+
+    pub fn is_infrastructure(&self) -> bool {
+        self.infrastructure
+    }
+
     /// The key this caller's budgets are kept under.
     pub fn budget_key(&self) -> ClientKey {
         match &self.agent {
@@ -159,6 +175,7 @@ impl Access {
         Caller {
             addr: ClientKey::addr(ip),
             agent,
+            infrastructure: false,
         }
     }
 

@@ -1,0 +1,294 @@
+//! One client connection: what its requests share, the socket wrapper that
+//! enforces `--header-timeout`, and the refusal of a connection over
+//! `--max-connections-per-client`.
+//!
+//! Two clocks close a client connection that does not send its request:
+//!
+//! - hyper's `header_read_timeout`, set to `--keep-alive-timeout` (75 s):
+//!   hyper starts it whenever the connection is ready for a request head —
+//!   at the start, and each time a kept-alive connection goes idle — and
+//!   stops it when a head is complete. It bounds the idle wait and the head
+//!   together, so it is the idle timeout.
+//! - [`ClientIo`]'s head clock, `--header-timeout` (10 s): started by the
+//!   first byte of a request head on an idle connection (or at the accept,
+//!   for a connection's first request: a connection that sends nothing is
+//!   not idle, it is slow), stopped when the head is complete. A head sent
+//!   byte by byte is cut after it whatever the keep-alive timeout.
+//!
+//! hyper's one timer cannot be both (it runs from the moment the connection
+//! is idle, so set to 10 s it would close every idle keep-alive connection
+//! after 10 s). The head clock needs to know when a connection is idle:
+//! [`ClientConn`] counts heads received (the service is called) and answers
+//! finished (their body dropped by hyper once written); equal counts mean
+//! idle. After a `101` the socket belongs to a tunnel and the clock is off.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use metrics::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::forward::{ClientInfo, ProxyBody};
+use crate::limits::ConnSlot;
+
+/// What the requests of one client connection share.
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The socket's peer address.
+    pub peer: IpAddr,
+    /// Its `X-Forwarded-For` value.
+    pub info: ClientInfo,
+    heads: AtomicU64,
+    answered: AtomicU64,
+    upgraded: AtomicBool,
+    /// The connection's place under `--max-connections-per-client`, given
+    /// back when the last holder (the socket, in a tunnel too) is dropped.
+    _slot: Option<ConnSlot>,
+}
+
+impl ClientConn {
+    pub fn new(peer: SocketAddr, slot: Option<ConnSlot>) -> Self {
+        ClientConn {
+            peer: peer.ip(),
+            info: ClientInfo::new(peer),
+            heads: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
+            _slot: slot,
+        }
+    }
+
+    /// A request head is complete (hyper calls the service).
+    pub fn head_received(&self) {
+        self.heads.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The connection switched protocols: no more request heads.
+    pub fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
+    }
+
+    fn heads(&self) -> u64 {
+        self.heads.load(Ordering::Acquire)
+    }
+
+    /// `Some(heads so far)` when every request has been answered.
+    fn idle_at(&self) -> Option<u64> {
+        let heads = self.heads();
+        (self.answered.load(Ordering::Acquire) >= heads).then_some(heads)
+    }
+
+    fn is_upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+}
+
+/// A response body that marks its request answered when hyper is done
+/// with it (dropped after the last frame is written, or with the
+/// connection).
+#[derive(Debug)]
+pub struct AnsweredBody {
+    inner: ProxyBody,
+    conn: Arc<ClientConn>,
+}
+
+impl AnsweredBody {
+    pub fn new(inner: ProxyBody, conn: Arc<ClientConn>) -> Self {
+        AnsweredBody { inner, conn }
+    }
+}
+
+impl Drop for AnsweredBody {
+    fn drop(&mut self) {
+        self.conn.answered.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Body for AnsweredBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client socket, with the head clock.
+#[derive(Debug)]
+pub struct ClientIo {
+    stream: TcpStream,
+    conn: Arc<ClientConn>,
+    timeout: Duration,
+    /// `Some(n)`: timing the head that follows the `n` heads received so far.
+    timing: Option<u64>,
+    deadline: Instant,
+    /// Made on the first wait, then reset: one allocation per connection.
+    sleep: Option<Pin<Box<Sleep>>>,
+    timeouts: Counter,
+}
+
+impl ClientIo {
+    /// Starts the clock for the connection's first head at once.
+    pub fn new(
+        stream: TcpStream,
+        conn: Arc<ClientConn>,
+        timeout: Duration,
+        timeouts: Counter,
+    ) -> Self {
+        ClientIo {
+            stream,
+            conn,
+            timeout,
+            timing: Some(0),
+            deadline: Instant::now() + timeout,
+            sleep: None,
+            timeouts,
+        }
+    }
+
+    /// Bytes arrived: on an idle connection they begin a head.
+    fn on_bytes(&mut self) {
+        match self.conn.idle_at() {
+            Some(heads) if self.timing != Some(heads) => {
+                self.timing = Some(heads);
+                self.deadline = Instant::now() + self.timeout;
+            }
+            Some(_) => {}
+            // A request is being served: these bytes are its body (or a
+            // pipelined head, timed from its next read once idle).
+            None => self.timing = None,
+        }
+    }
+
+    /// The read is pending: fails it if the head being timed is late.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(heads) = self.timing else {
+            return Poll::Pending;
+        };
+        if self.conn.heads() != heads {
+            // That head arrived.
+            self.timing = None;
+            return Poll::Pending;
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timing = None;
+        self.timeouts.increment(1);
+        tracing::debug!(peer = %self.conn.peer, "request head not complete within --header-timeout; closing");
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "request head not complete within --header-timeout",
+        )))
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.conn.is_upgraded() {
+            this.timing = None;
+            return polled;
+        }
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.on_bytes();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.poll_deadline(cx),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// How long a refused connection is given to take its answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How much of a refused connection's request is read (and dropped) so that
+/// closing does not reset the answer away.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Answers a connection over `--max-connections-per-client` with a minimal
+/// 429 and closes it: write, half-close, read what the client sent until it
+/// closes too (bounded in time and bytes), drop.
+pub async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        stream
+            .write_all(crate::errors::too_many_connections_answer())
+            .await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
