@@ -262,6 +262,49 @@ pub async fn start_node(name: &str, extra: &[&str]) -> Process {
     Process::start("session-node", name, &args, false).await
 }
 
+/// Starts a `sticky-proxy` in front of `nodes` (admin listener on, health
+/// checks every 100 ms, lookups with [`TEST_ORIGIN`]), with `extra` flags,
+/// and waits until it sees every node up.
+pub async fn start_proxy(nodes: &[&Process], extra: &[&str]) -> Process {
+    let mut args: Vec<String> = [
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--lookup-origin",
+        TEST_ORIGIN,
+        "--health-interval",
+        "100ms",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for node in nodes {
+        args.push("--node".into());
+        args.push(format!("{}={}", node.name, node.url()));
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let proxy = Process::start("sticky-proxy", "proxy", &args, true).await;
+    let want = nodes.len();
+    let admin = proxy.admin_url();
+    eventually(START_DEADLINE, "the proxy sees every node up", || async {
+        let nodes: serde_json::Value = client()
+            .get(format!("{admin}/nodes"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let up = nodes
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "up")
+            .count();
+        (up == want).then_some(())
+    })
+    .await;
+    proxy
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics after
 /// `deadline` with `what`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T

@@ -57,10 +57,10 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(peer: SocketAddr, slot: Option<ConnSlot>) -> Self {
+    pub fn new(peer: SocketAddr, trusted: bool, slot: Option<ConnSlot>) -> Self {
         ClientConn {
             peer: peer.ip(),
-            info: ClientInfo::new(peer),
+            info: ClientInfo::new(peer, trusted),
             heads: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),

@@ -355,18 +355,23 @@ fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue, upgrade: boo
 pub struct ClientInfo {
     /// The client's IP as a header value, appended to `X-Forwarded-For`.
     pub ip: HeaderValue,
+    /// The peer is a `--trusted-proxies` hop: the `X-Forwarded-For` it sent
+    /// is passed on (with the peer appended). From anyone else it is
+    /// dropped, so the nodes never see entries a client wrote itself.
+    pub trusted: bool,
 }
 
 impl ClientInfo {
-    pub fn new(peer: std::net::SocketAddr) -> Self {
+    pub fn new(peer: std::net::SocketAddr, trusted: bool) -> Self {
         let ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo { ip }
+        ClientInfo { ip, trusted }
     }
 }
 
 /// Rewrites a client request's head for the node: hop-by-hop headers out,
-/// `X-Forwarded-For` (client IP appended), `X-Forwarded-Proto: http` and
+/// `X-Forwarded-For` (client IP appended to a trusted peer's, replacing an
+/// untrusted one's), `X-Forwarded-Proto: http` and
 /// `X-Forwarded-Host` (the client's `Host`) in. `Host`, `Origin`, `Referer`
 /// and `Cookie` pass untouched. The request goes to the node as HTTP/1.1 so
 /// that the node connection can be kept alive whatever the client spoke.
@@ -374,10 +379,7 @@ pub fn prepare_request(parts: &mut Parts, client: &ClientInfo, upgrade: bool) {
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrade);
     match headers.entry(&X_FORWARDED_FOR) {
-        header::Entry::Vacant(entry) => {
-            entry.insert(client.ip.clone());
-        }
-        header::Entry::Occupied(mut entry) => {
+        header::Entry::Occupied(mut entry) if client.trusted => {
             let mut joined = Vec::with_capacity(64);
             for value in entry.iter() {
                 if !joined.is_empty() {
@@ -390,6 +392,13 @@ pub fn prepare_request(parts: &mut Parts, client: &ClientInfo, upgrade: bool) {
             if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
                 entry.insert(value);
             }
+        }
+        // Absent, or written by an untrusted client: the peer alone.
+        header::Entry::Occupied(mut entry) => {
+            entry.insert(client.ip.clone());
+        }
+        header::Entry::Vacant(entry) => {
+            entry.insert(client.ip.clone());
         }
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -607,7 +616,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers_are_added() {
-        let client = ClientInfo::new("10.1.2.3:5555".parse().unwrap());
+        let client = ClientInfo::new("10.1.2.3:5555".parse().unwrap(), true);
         let (mut parts, ()) = Request::builder()
             .uri("/cobrowse/x")
             .header("host", "cobrowse.example")
@@ -631,6 +640,19 @@ mod tests {
         prepare_request(&mut parts, &client, false);
         assert_eq!(parts.headers["x-forwarded-for"], "10.1.2.3");
         assert!(parts.headers.get("x-forwarded-host").is_none());
+
+        // From an untrusted peer, what the client wrote is not passed on.
+        let untrusted = ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false);
+        let (mut parts, ()) = Request::builder()
+            .uri("/")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-for", "7.7.7.7")
+            .body(())
+            .unwrap()
+            .into_parts();
+        prepare_request(&mut parts, &untrusted, false);
+        assert_eq!(parts.headers["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(parts.headers.get_all("x-forwarded-for").iter().count(), 1);
     }
 
     #[test]

@@ -155,6 +155,11 @@ impl Limits {
         })
     }
 
+    /// Whether `peer` is a `--trusted-proxies` hop.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.trusts(peer)
+    }
+
     /// Who a request under a budget comes from: the agent of a bearer token
     /// that verifies, else the client address.
     pub fn client_key(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {

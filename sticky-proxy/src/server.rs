@@ -431,7 +431,8 @@ impl Proxy {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let client = Arc::new(ClientConn::new(peer, slot));
+            let trusted = shared.limits.trusts(peer.ip());
+            let client = Arc::new(ClientConn::new(peer, trusted, slot));
             let io = ClientIo::new(
                 stream,
                 client.clone(),
