@@ -17,6 +17,10 @@ pub const LIVE_PREFIX: &str = "/rest/live";
 /// Health resource, directly below the context path (not below `/rest/live`).
 pub const HEALTH_PATH: &str = "/health";
 
+/// Header on every health answer: how many live sessions the node holds, so
+/// a proxy retiring a node knows when it has none left.
+pub const LIVE_SESSIONS_HEADER: &str = "cobrowse-live-sessions";
+
 /// `<context>/rest/live/sessions`
 pub const SESSIONS_SEGMENT: &str = "sessions";
 

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use shared_types::api::{CreateSessionResponse, CreatedSession, GetSessionResponse, JoinRequest};
-use shared_types::names::{HEALTH_PATH, LIVE_PREFIX};
+use shared_types::names::{HEALTH_PATH, LIVE_PREFIX, LIVE_SESSIONS_HEADER};
 use shared_types::token;
 
 use self::caller::RequestCaller;
@@ -108,13 +108,16 @@ async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Respons
     response
 }
 
-/// 200 with an empty body while ready, 503 with an empty body while draining.
-async fn health(State(state): State<AppState>) -> StatusCode {
-    if state.readiness.is_ready() {
+/// 200 with an empty body while ready, 503 with an empty body while draining;
+/// either way with the live session count in `cobrowse-live-sessions`.
+async fn health(State(state): State<AppState>) -> Response {
+    let status = if state.readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    }
+    };
+    let live = state.sessions.live_count();
+    (status, [(LIVE_SESSIONS_HEADER, live.to_string())]).into_response()
 }
 
 /// Create Session. Refused (503) while draining or at `--max-sessions`, and

@@ -582,6 +582,7 @@ async fn health_is_empty_200_then_503_while_draining_and_create_refused() {
     .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.raw.is_empty());
+    assert_eq!(a.headers["cobrowse-live-sessions"], "1");
 
     state.readiness.start_draining();
     let a = send(
