@@ -445,7 +445,9 @@ async fn unbound_request_is_retried_when_the_connect_fails() {
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_added() {
     let n1 = FakeNode::start("node-1").await;
-    let proxy = TestProxy::start(&["--node", &n1.flag()]).await;
+    // The test client is a trusted front: its X-Forwarded-For is passed on
+    // (an untrusted client's is replaced; see forward.rs's unit tests).
+    let proxy = TestProxy::start(&["--node", &n1.flag(), "--trusted-proxies", "127.0.0.1"]).await;
     let request = "GET /cobrowse/echo?q=1 HTTP/1.1\r\n\
         Host: cobrowse.example:8443\r\n\
         Connection: close, X-Secret\r\n\
