@@ -22,6 +22,12 @@ What it does, in order (README.md explains the why):
   8. writes results.json and RESULTS.md (ending with optimisations.md);
      stops everything it started.
 
+The security phase (issue 8; after the WebSocket phase, or alone with
+--security-only) measures what the access checks cost: credential
+verification per algorithm and the limiter's memory (access-cost), and a
+join with and without a credential on real nodes; guesser_phase() (opt-in,
+--guesser-seconds) guesses tokens through sticky-proxy.
+
 Standard library only.
 """
 
@@ -39,6 +45,7 @@ import select
 import shutil
 import signal
 import socket
+import secrets
 import statistics
 import subprocess
 import sys
@@ -47,6 +54,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import security
 
 START_TIME = time.time()
 BENCH_DIR = Path(__file__).resolve().parent
@@ -82,6 +91,35 @@ REALTIME_TARGET_P99_MS = 20.0
 MAX_REALTIME_RETRIES = 1
 # The node every WebSocket tunnel is routed to (by the query parameter).
 TUNNEL_NODE = "node-1"
+
+# Issue 8's guards, as the bench sets them on its nodes (node_argv) and on
+# sticky-proxy (start_front), and why:
+# - creates: the bench makes 150,000+ sessions from one address (127.0.0.1;
+#   a 2-second direct Create run alone), and the node's default budget is 60
+#   a minute per address. The guard still runs on every create (the same
+#   work as in production); it just never refuses. nginx and HAProxy have no
+#   such limit.
+BENCH_CREATE_BUDGET = "1000000000/1s"
+# - misses: bench traffic is hits, which spend nothing, so the probe budget
+#   stays at its default everywhere except node-1..node-3: behind nginx and
+#   HAProxy, scenario 5's lookups go round-robin and 2 in 3 reach a node that
+#   answers 404 (thousands of misses a run, all from 127.0.0.1). Those
+#   arrive without X-Forwarded-For from a trusted peer, which the node
+#   takes for a proxy's own lookup and does not budget, but the bench does
+#   not rely on that: the pool nodes get an explicit budget they never spend.
+BENCH_MISS_PROBE_BUDGET = "1000000000/1s"
+# - CometD clients per address: the WebSocket phases hold 1,000-2,000 from
+#   127.0.0.1 on one node, and a tunnel run's clients linger on node-1 for
+#   --cometd-max-interval after it when the next front's run starts (the
+#   default cap is 1,000 per address).
+BENCH_COMETD_CLIENTS_PER_ADDRESS = 100_000
+# - connections per client at sticky-proxy (when it has the flag): the
+#   memory phase holds 10,000 idle connections from 127.0.0.1.
+BENCH_CONNECTIONS_PER_CLIENT = 1_000_000
+# Every node trusts X-Forwarded-For from the fronts, all on 127.0.0.1.
+TRUSTED_PROXIES = "127.0.0.1"
+# The agent the bench's credential names (realtime run, join cost).
+BENCH_AGENT = "bench-agent"
 
 
 class BenchError(Exception):
@@ -128,6 +166,11 @@ class Settings:
     realtime_rate: float       # messages/s each customer publishes
     realtime_duration: int     # seconds the customers publish
     realtime_fronts: list      # fronts the realtime run goes through
+    security: bool             # the security phase (access-cost)
+    security_only: bool        # only the security phase (no fronts needed)
+    guesser_seconds: int       # guesser_phase() per run; 0: not run
+    agent_key: Path = None     # HS256 secret of every bench node (make_agent_key)
+    agent_token: str = ""      # a credential signed with it (mint_agent_token)
 
 
 def parse_args(argv):
@@ -175,6 +218,17 @@ def parse_args(argv):
     p.add_argument("--time-budget", type=int,
                    help="seconds the run may take (default 540, quick 105); what the plan leaves "
                         "over goes to retries of runs disturbed by other processes")
+    p.add_argument("--no-security", action="store_true",
+                   help="skip the security phase (credential verification cost, limiter memory, "
+                        "join cost with and without a credential)")
+    p.add_argument("--security-only", action="store_true",
+                   help="run only the security phase (needs neither nginx, HAProxy nor wrk); "
+                        "writes bench/out/security/ unless --out")
+    p.add_argument("--guesser-seconds", type=int, default=0,
+                   help="also run guesser_phase(): 30,000 sessions on three partitioned nodes, "
+                        "sticky-proxy with its default budgets, the guesser for this many seconds "
+                        "from one address and from 1,000 forged X-Forwarded-For addresses "
+                        "(default 0: not run; needs a sticky-proxy with --probe-budget)")
     p.add_argument("--bin-dir", default=str(REPO_DIR / "target" / "release"))
     a = p.parse_args(argv)
 
@@ -185,8 +239,8 @@ def parse_args(argv):
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s}")
     workers = [int(w) for w in a.workers.split(",")] if a.workers else ([1] if quick else [1, 2])
-    work = BENCH_DIR / "out" / ("quick" if quick else "full")
-    out = Path(a.out) if a.out else (work if quick else BENCH_DIR)
+    work = BENCH_DIR / "out" / ("security" if a.security_only else "quick" if quick else "full")
+    out = Path(a.out) if a.out else (work if quick or a.security_only else BENCH_DIR)
     fronts = [f for f in a.fronts.split(",") if f]
     realtime_fronts = [f for f in a.realtime_fronts.split(",") if f]
     for f in fronts + realtime_fronts:
@@ -226,6 +280,9 @@ def parse_args(argv):
         realtime_rate=a.realtime_rate,
         realtime_duration=a.realtime_duration or (5 if quick else 20),
         realtime_fronts=realtime_fronts,
+        security=not a.no_security or a.security_only,
+        security_only=a.security_only,
+        guesser_seconds=a.guesser_seconds,
     )
 
 
@@ -427,6 +484,14 @@ def run_text(argv, cwd=None):
         return f"unavailable ({e})"
 
 
+def tool_version(name):
+    """The first line of `name -v`, or "not installed" (--security-only
+    needs none of the fronts)."""
+    path = find_tool(name)
+    lines = run_text([path, "-v"]).splitlines() if path else []
+    return lines[0] if lines else f"{name}: not installed"
+
+
 def machine_info():
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                       if l.startswith("model name")), "unknown")
@@ -439,9 +504,9 @@ def machine_info():
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "versions": {
-            "nginx": run_text([find_tool("nginx"), "-v"]),
-            "haproxy": run_text([find_tool("haproxy"), "-v"]).splitlines()[0],
-            "wrk": run_text([find_tool("wrk"), "-v"]).splitlines()[0],
+            "nginx": tool_version("nginx"),
+            "haproxy": tool_version("haproxy"),
+            "wrk": tool_version("wrk"),
             "rustc": run_text(["rustc", "-V"]),
             "python": platform.python_version(),
             "git_head": run_text(["git", "rev-parse", "HEAD"], cwd=REPO_DIR),
@@ -561,23 +626,69 @@ class Node:
     proc: Proc = None
 
 
-def node_argv(settings, name, port, idle_timeout="30s", retention="10s", max_sessions=1_000_000):
+def node_argv(settings, name, port, idle_timeout="30s", retention="10s", max_sessions=1_000_000,
+              create_budget=BENCH_CREATE_BUDGET, probe_budget=None, agent_key=True,
+              trusted_proxies=TRUSTED_PROXIES, extra=()):
     # The Create runs make sessions fast (a direct run alone makes 150,000+
     # in 2 s): a short idle timeout and retention let them expire, and
     # --max-sessions is raised from 200,000 so that a few seconds of them
     # cannot exhaust it. The bench touches its own sessions before every run.
-    return [str(settings.bin_dir / "session-node"), "--name", name,
+    # Issue 8: the run's agent key (agents join with a credential), the
+    # fronts trusted for X-Forwarded-For, and the budgets explained at
+    # BENCH_CREATE_BUDGET; probe_budget None keeps the node's default.
+    argv = [str(settings.bin_dir / "session-node"), "--name", name,
             "--listen", f"127.0.0.1:{port}", "--allowed-origins", "*",
             "--max-sessions", str(max_sessions), "--session-idle-timeout", idle_timeout,
-            "--session-retention", retention, "--drain-timeout", "1s"]
+            "--session-retention", retention, "--drain-timeout", "1s",
+            "--create-budget", create_budget,
+            "--cometd-max-clients-per-address", str(BENCH_COMETD_CLIENTS_PER_ADDRESS)]
+    if trusted_proxies:
+        argv += ["--trusted-proxies", trusted_proxies]
+    if agent_key:
+        argv += ["--agent-key-file", str(settings.agent_key)]
+    if probe_budget:
+        argv += ["--probe-budget", probe_budget]
+    return argv + [str(a) for a in extra]
 
 
-def start_node(procs, settings, name, port, **kw):
+def start_node(procs, settings, name, port, cpus=None, env=None, **kw):
     ensure_port_free(port)
     node = Node(name, port)
-    node.proc = procs.start(name, node_argv(settings, name, port, **kw))
+    node.proc = procs.start(name, node_argv(settings, name, port, **kw), cpus=cpus, env=env)
     wait_port(port, node.proc)
     return node
+
+
+def start_pool_node(procs, settings, name, port):
+    """node-1..node-3, behind every front. Each draws from its own third of
+    the token space (--token-partition, as make run does): the Create runs
+    keep 100,000+ sessions live per node, so with whole-space draws some
+    cold-pool token would also be live on another node, and sticky-proxy
+    answers 409 session_ambiguous for such a token rather than pick one.
+    The probe budget: see BENCH_MISS_PROBE_BUDGET."""
+    k = NODE_NAMES.index(name) + 1
+    return start_node(procs, settings, name, port, probe_budget=BENCH_MISS_PROBE_BUDGET,
+                      extra=["--token-partition", f"{k}/{len(NODE_NAMES)}"])
+
+
+def make_agent_key(settings):
+    """A fresh random HS256 secret for this run's nodes (64 hex digits), and
+    a credential signed with it (settings.agent_token)."""
+    path = settings.out_dir / "conf" / "agent.key"
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    settings.agent_key = path
+    settings.agent_token = mint_agent_token(settings, ttl="2h")
+
+
+def mint_agent_token(settings, sub=BENCH_AGENT, ttl="1h"):
+    argv = [str(settings.bin_dir / "session-node"), "agent-token", "--key-file", str(settings.agent_key),
+            "--sub", sub, "--ttl", ttl]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    token = r.stdout.strip()
+    if r.returncode != 0 or token.count(".") != 2:
+        raise BenchError(f"session-node agent-token failed ({r.returncode}): {r.stderr.strip()[-300:]}")
+    return token
 
 
 @dataclass
@@ -678,7 +789,7 @@ def start_front(procs, settings, kind, workers, port, nodes, tag=""):
         argv = [find_tool("haproxy"), "-db", "-f", str(conf)]
     elif kind == "sticky-proxy":
         argv = [str(settings.bin_dir / "sticky-proxy"), "--listen", f"127.0.0.1:{port}",
-                "--workers", str(workers), "--lookup-origin", ORIGIN]
+                "--workers", str(workers), "--lookup-origin", ORIGIN] + sticky_proxy_guard_flags(settings)
         for n in nodes:
             argv += ["--node", f"{n.name}=http://127.0.0.1:{n.port}"]
         (conf_dir / f"{name}.cmdline").write_text(" ".join(argv) + "\n")
@@ -692,6 +803,35 @@ def start_front(procs, settings, kind, workers, port, nodes, tag=""):
         time.sleep(0.2)
         front.proc.extra_pids = children_of(front.proc.pid)
     return front
+
+
+_proxy_help = {}
+
+
+def sticky_proxy_accepts(settings, flag):
+    """Whether this sticky-proxy binary has `flag` (its --help, read once):
+    run.py works with the proxy from before issue 8's flags and after."""
+    if "text" not in _proxy_help:
+        try:
+            r = subprocess.run([str(settings.bin_dir / "sticky-proxy"), "--help"], capture_output=True,
+                               text=True, timeout=10)
+            _proxy_help["text"] = r.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _proxy_help["text"] = ""
+    return re.search(rf"(^|[\s,\[]){re.escape(flag)}(?=[\s=,\]]|$)", _proxy_help["text"], re.M) is not None
+
+
+def sticky_proxy_guard_flags(settings, budgets=True):
+    """What node_argv gives the nodes, for sticky-proxy if it accepts it:
+    the agent key, and (budgets=True) the fronts trusted for X-Forwarded-For,
+    the create budget and the connection cap explained at
+    BENCH_CREATE_BUDGET. budgets=False (guesser_phase): the proxy's
+    defaults, as a deployment would have them."""
+    wanted = [("--agent-key-file", str(settings.agent_key))]
+    if budgets:
+        wanted += [("--trusted-proxies", TRUSTED_PROXIES), ("--create-budget", BENCH_CREATE_BUDGET),
+                   ("--max-connections-per-client", str(BENCH_CONNECTIONS_PER_CLIENT))]
+    return [x for flag, value in wanted if sticky_proxy_accepts(settings, flag) for x in (flag, value)]
 
 
 def other_node(node):
@@ -839,6 +979,7 @@ class Bench:
         self.tunnels = []          # fresh fronts holding WebSocket tunnels
         self.node_ws = None        # a fresh node holding WebSocket clients
         self.realtime = []         # cometd-load runs
+        self.security = {}         # issue 8: verify, limiter, join, guesser
         self.phase_seconds = {}
         self._kinds = None
         self.skipped = []
@@ -852,7 +993,7 @@ class Bench:
 
     def start_cluster(self):
         base = self.s.port_base
-        self.nodes = [start_node(self.procs, self.s, name, base + 1 + i)
+        self.nodes = [start_pool_node(self.procs, self.s, name, base + 1 + i)
                       for i, name in enumerate(NODE_NAMES)]
         self.direct_node = start_node(self.procs, self.s, "node-0", base)
         self.direct = Front("direct", 0, base)
@@ -1132,7 +1273,7 @@ class Bench:
             n.proc.popen.send_signal(signal.SIGTERM)
         for n in self.nodes:
             self.procs.stop(n.proc)
-        self.nodes = [start_node(self.procs, self.s, n.name, n.port) for n in self.nodes]
+        self.nodes = [start_pool_node(self.procs, self.s, n.name, n.port) for n in self.nodes]
         self.pools = make_pools(self.s, self.nodes, self.direct_node)
 
     def websocket_phase(self):
@@ -1206,6 +1347,163 @@ class Bench:
                 f"{m['rss_after'] / 2**20:.1f} MiB ({m['per_tunnel'] / 1024:.1f} KiB each)")
         finally:
             self.procs.stop(node.proc)
+
+    # -- security (issue 8) -------------------------------------------------------
+
+    def security_phase(self):
+        """What the access checks cost (access-cost): credential
+        verification per algorithm, the limiter's memory under 1,000,000
+        addresses (and bounded at a smaller capacity), a join with and
+        without a credential on real nodes; then guesser_phase() if asked
+        (--guesser-seconds)."""
+        s = self.s
+        if not os.access(s.bin_dir / "access-cost", os.X_OK):
+            self.skipped.append(f"the security rows: access-cost missing in {s.bin_dir} "
+                                "(cargo build --release -p loadgen --bins)")
+            log("access-cost missing: the security rows are skipped")
+            return
+        sec = self.security
+        batch, batches = (5000, 3) if s.quick else (20_000, 5)
+        sec["verify"] = run_loadgen_json(s, "access-cost", "verify",
+                                         ["verify", "--batch", batch, "--batches", batches], timeout=300)
+        log("credential verification: " + ", ".join(f"{v['algorithm']} {v['median_us']:g} µs"
+                                                    for v in sec["verify"]["verify"]))
+        sec["limiter"] = []
+        for capacity in (1_000_000, 100_000):
+            m = run_loadgen_json(s, "access-cost", f"limiter-{capacity}",
+                                 ["limiter", "--capacity", capacity, "--addresses", 1_000_000], timeout=120)
+            sec["limiter"].append(m)
+            log(f"limiter, capacity {capacity:,}: {m['keys_held']:,} keys held after {m['addresses']:,} "
+                f"addresses, RSS {m['rss_before'] / 2**20:.1f} -> {m['rss_after'] / 2**20:.1f} MiB "
+                f"({m['bytes_per_key']:.0f} B per key)")
+        sec["join"] = self.join_cost()
+        if s.guesser_seconds:
+            sec["guesser"] = guesser_phase(self, s.guesser_seconds)
+
+    def join_cost(self):
+        """access-cost join on two fresh nodes: one verifying credentials
+        (joined with the run's credential), one with --agent-auth none
+        (joined without); both with the budgets off, so the credential is
+        the only difference. Twice: RUST_LOG=warn (neither node logs a join:
+        the verification alone) and info (the default: the checking node
+        logs every agent join). Nodes and client share one CPU (--pin split):
+        across two cores a loopback round trip here is bimodal."""
+        s = self.s
+        cpus = ONE_WORKER_CPUS if s.pin else None
+        port_a, port_b = s.port_base + 81, s.port_base + 82
+        joins, rounds = (1000, 3) if s.quick else (2000, 10)
+        out = {"pinned_cpu": cpus, "runs": []}
+        for rust_log in ("warn", "info"):
+            env = dict(os.environ, RUST_LOG=rust_log)
+            # The client is no proxy: no --trusted-proxies.
+            common = dict(idle_timeout="30m", retention="10m", max_sessions=200_000, create_budget="off",
+                          probe_budget="off", trusted_proxies=None, cpus=cpus, env=env)
+            checking = start_node(self.procs, s, "join-checking", port_a, **common)
+            try:
+                open_node = start_node(self.procs, s, "join-open", port_b, agent_key=False,
+                                       extra=["--agent-auth", "none"], **common)
+                try:
+                    args = ["join", "--url", f"http://127.0.0.1:{port_a}", "--baseline-url",
+                            f"http://127.0.0.1:{port_b}", "--joins", joins, "--rounds", rounds]
+                    r = run_loadgen_json(s, "access-cost", f"join-{rust_log}", args, timeout=300, cpus=cpus,
+                                         env=dict(os.environ, LOADGEN_AGENT_TOKEN=s.agent_token))
+                finally:
+                    self.procs.stop(open_node.proc)
+            finally:
+                self.procs.stop(checking.proc)
+            r["rust_log"] = rust_log
+            out["runs"].append(r)
+            log(f"join (RUST_LOG={rust_log}): {r['with_credential']['median_us']:g} µs with a credential, "
+                f"{r['without_credential']['median_us']:g} µs without: +{r['added_median_of_rounds_us']:g} µs")
+        return out
+
+
+def run_loadgen_json(settings, binary, label, args, timeout, cpus="wrk", env=None):
+    """Runs a loadgen binary to its end and returns its JSON line; stderr
+    goes to logs/<binary>-<label>.log. cpus: "wrk" pins it like wrk
+    (--pin split), None pins nothing, else a taskset list."""
+    if cpus == "wrk":
+        argv = loadgen_argv(settings, binary, args)
+    else:
+        argv = ((["taskset", "-c", cpus] if cpus else []) + [str(settings.bin_dir / binary)]
+                + [str(a) for a in args])
+    log_path = settings.out_dir / "logs" / f"{binary}-{label}.log"
+    with open(log_path, "wb") as logf:
+        try:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL, env=env,
+                               timeout=timeout, preexec_fn=_die_with_parent)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{binary} {label}: no result within {timeout} s; see {log_path}") from None
+    lines = r.stdout.decode(errors="replace").strip().splitlines()
+    if r.returncode != 0 or not lines:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        raise BenchError(f"{binary} {label} failed (exit {r.returncode}): {tail}")
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise BenchError(f"{binary} {label}: unexpected output {lines[-1][:200]!r}") from None
+
+
+def guesser_phase(bench, seconds, sessions=security.GUESSER_SESSIONS, connections=4):
+    """Issue 8's guessing target, measured: three fresh nodes
+    (--token-partition i/3, default probe budget) holding `sessions` live
+    sessions, a fresh sticky-proxy in front of them with its default budgets
+    (and without --trusted-proxies: it trusts no X-Forwarded-For), then
+    `guesser` at full speed for `seconds` from one address (127.0.0.2: the
+    nodes trust the proxy at 127.0.0.1, so the guesser must not share its
+    address), and again with 1,000 forged X-Forwarded-For addresses (from
+    127.0.0.3, whose budget is fresh). Each run is extrapolated to 10
+    minutes (security.extrapolate). Returns the figures for RESULTS.md."""
+    s = bench.s
+    if not (sticky_proxy_available(s) and sticky_proxy_accepts(s, "--probe-budget")):
+        raise BenchError("guesser_phase needs a sticky-proxy with --probe-budget (issue 8)")
+    if not os.access(s.bin_dir / "guesser", os.X_OK):
+        raise BenchError(f"guesser missing in {s.bin_dir} (cargo build --release -p loadgen --bins)")
+    procs, base = bench.procs, s.port_base + 70
+    nodes, proxy = [], None
+    try:
+        for i in range(3):
+            nodes.append(start_node(procs, s, f"g-node-{i + 1}", base + 1 + i, idle_timeout="30m",
+                                    retention="10m", extra=["--token-partition", f"{i + 1}/3"]))
+        per_node = [sessions // 3 + (i < sessions % 3) for i in range(3)]
+        tokens = [create_sessions(n.port, k) for n, k in zip(nodes, per_node)]
+        for i, ts in enumerate(tokens):
+            stray = [t for t in ts if int(t) % 3 != i]
+            if stray:
+                raise BenchError(f"g-node-{i + 1} handed out {len(stray)} tokens outside its partition")
+        argv = [str(s.bin_dir / "sticky-proxy"), "--listen", f"127.0.0.1:{base}", "--workers", "1",
+                "--lookup-origin", ORIGIN] + sticky_proxy_guard_flags(s, budgets=False)
+        for n in nodes:
+            argv += ["--node", f"{n.name}=http://127.0.0.1:{n.port}"]
+        ensure_port_free(base)
+        proxy = procs.start("g-proxy", argv, cpus=ONE_WORKER_CPUS if s.pin else None)
+        wait_port(base, proxy)
+        # The proxy finds an owner (asked from 127.0.0.1, not the guesser's address).
+        status, body = http_request(base, "GET", f"{SESSIONS_PATH}/{tokens[1][0]}", {"Origin": ORIGIN})
+        if status != 200 or server_name(body) != nodes[1].name:
+            raise BenchError(f"g-proxy: lookup of a g-node-2 session answered {status} {body[:120]!r}")
+        log(f"guesser: {sessions:,} live sessions on g-node-1..3 behind a fresh sticky-proxy "
+            f"(default budgets); {seconds} s per run")
+        runs = []
+        for label, bind, pool in (("one address", "127.0.0.2", 0),
+                                  ("1,000 forged X-Forwarded-For", "127.0.0.3", 1000)):
+            args = ["--url", f"http://127.0.0.1:{base}", "--connections", connections, "--duration",
+                    f"{seconds}s", "--mix", "get,join", "--origin", ORIGIN, "--bind", bind,
+                    "--forwarded-for-pool", pool]
+            r = run_loadgen_json(s, "guesser", bind, args, timeout=seconds + 60)
+            r["label"] = label
+            r.update(security.extrapolate(r, sessions))
+            runs.append(r)
+            log(f"guesser, {label}: {r['guesses']:,} guesses ({r['guesses_per_s']:,.0f}/s), "
+                f"{r['answered']:,} answered, {r['hits']} found; {r['expected_finds_10min']:.2g} finds "
+                f"expected in 10 minutes")
+        return {"sessions": sessions, "seconds": seconds, "connections": connections, "runs": runs,
+                "target_met": security.guesser_target_met(runs)}
+    finally:
+        if proxy:
+            procs.stop(proxy)
+        for n in nodes:
+            procs.stop(n.proc)
 
 
 def discard(report):
@@ -1379,8 +1677,11 @@ def run_realtime(bench, front, nodes_fresh):
                     set_up.set()
 
     t0 = time.time()
+    # The agents join with the run's credential (cometd-load --agent-token;
+    # given by environment so that it stays out of process listings).
+    env = dict(os.environ, LOADGEN_AGENT_TOKEN=s.agent_token)
     popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                             stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
     reader = threading.Thread(target=read_stderr, args=(popen.stderr,), daemon=True)
     reader.start()
     during = None
@@ -1613,6 +1914,14 @@ def workers_label(row):
 def render_markdown(bench, info, sat_rows, rate_rows):
     s = bench.s
     L = []
+    if s.security_only:
+        L += ["# Benchmark results: the security phase only (run.py --security-only)", "",
+              f"{info['date']} · {info['nproc']} CPUs ({info['cpu_model']}) · git "
+              f"{info['versions']['git_head'][:12]}"
+              + (" (uncommitted changes)" if info["versions"]["git_worktree_dirty"] else ""), ""]
+        L += security.render(bench.security, ONE_WORKER_CPUS if s.pin else None)
+        L += ["## Notes", ""] + [f"- {n}" for n in security_notes(bench)] + [""]
+        return "\n".join(L)
     L.append("# Benchmark results" + (" (quick run)" if s.quick else ""))
     L.append("")
     L.append(f"{info['date']} · {info['nproc']} CPUs ({info['cpu_model']}) · {info['memory_gib']} GiB · "
@@ -1680,6 +1989,8 @@ def render_markdown(bench, info, sat_rows, rate_rows):
         L.append("")
     if bench.realtime:
         L += render_realtime(bench)
+    if bench.security:
+        L += security.render(bench.security, ONE_WORKER_CPUS if s.pin else None)
     if bench.memory or bench.node_memory or bench.tunnels or bench.node_ws:
         L.append("## Memory")
         L.append("")
@@ -1909,8 +2220,7 @@ def notes(bench, sat_rows, rate_rows):
                 out.append(f"The fixed rate ({r['target_rps']}/s) is more than a third of {r['front']} "
                            f"w{r['workers']}'s saturation rate for {r['scenario']} "
                            f"({sat[0]['rps_median']:.0f}/s): its fixed-rate latency includes queueing.")
-    for skip in bench.skipped:
-        out.append(f"Skipped: {skip}.")
+    out += security_notes(bench)
     if bench.phase_seconds:
         ph = dict(bench.phase_seconds)
         total = ph.pop("total", None)
@@ -1921,6 +2231,30 @@ def notes(bench, sat_rows, rate_rows):
     if errors:
         out.insert(0, "**⚠ Fronts answered errors** (the bench exits with status 1): " + "; ".join(errors)
                    + ". Runs with more than 0.1 % errors stop the bench at once.")
+    return out
+
+
+def security_notes(bench):
+    """Issue 8's guards as this run set them, what was skipped, and the time."""
+    s = bench.s
+    available = sticky_proxy_available(s)
+    flags = sticky_proxy_guard_flags(s) if available else []
+    out = [f"Access guards (issue 8): every node has a fresh random agent key (`--agent-key-file`; the "
+           f"realtime agents join with a credential for `{BENCH_AGENT}`), `--trusted-proxies "
+           f"{TRUSTED_PROXIES}`, `--create-budget {BENCH_CREATE_BUDGET}` (the bench creates 150,000+ "
+           f"sessions from one address; the guard runs but never refuses; nginx and HAProxy have no "
+           f"such limit) and `--cometd-max-clients-per-address {BENCH_COMETD_CLIENTS_PER_ADDRESS}`; "
+           f"node-1..node-3 also `--probe-budget {BENCH_MISS_PROBE_BUDGET}` (scenario 5's lookups through "
+           "nginx and HAProxy are deliberate misses) and `--token-partition N/3` (no token live on two "
+           "nodes at once); every other budget is the default. wrk straight at node-0 and nginx and "
+           "HAProxy send no `X-Forwarded-For` from the trusted 127.0.0.1, which a node takes for a proxy's "
+           "own lookup and does not budget; sticky-proxy forwards one, so its rows pay the node's probe "
+           "check. sticky-proxy: "
+           + (" ".join(f"`{f}`" for f in flags[::2]) + " set likewise." if flags
+              else "this binary has none of those flags." if available else "not available.")]
+    out += [f"Skipped: {skip}." for skip in bench.skipped]
+    if s.security_only and bench.phase_seconds:
+        out.append(f"This run took {bench.phase_seconds.get('total', 0):.0f} s.")
     return out
 
 
@@ -1945,8 +2279,8 @@ def write_results(bench, info):
             "saturation": sat_rows, "fixed_rate": rate_rows, "memory_idle_connections": bench.memory,
             "memory_node_sessions": bench.node_memory,
             "websocket_tunnels": bench.tunnels, "websocket_node": bench.node_ws,
-            "realtime": bench.realtime, "phase_seconds": bench.phase_seconds,
-            "skipped": bench.skipped, "runs": bench.runs}
+            "realtime": bench.realtime, "security": bench.security,
+            "phase_seconds": bench.phase_seconds, "skipped": bench.skipped, "runs": bench.runs}
     s.results_json.parent.mkdir(parents=True, exist_ok=True)
     s.results_json.write_text(json.dumps(data, indent=1) + "\n")
     md = render_markdown(bench, info, sat_rows, rate_rows)
@@ -1962,6 +2296,7 @@ def save_partial(bench, info):
     """On a failure, keeps the runs measured so far (not as RESULTS.md)."""
     path = bench.s.out_dir / "partial-runs.json"
     path.write_text(json.dumps({"machine": info, "runs": bench.runs, "realtime": bench.realtime,
+                                "security": bench.security,
                                 "websocket_tunnels": bench.tunnels, "websocket_node": bench.node_ws,
                                 "phase_seconds": bench.phase_seconds}, indent=1) + "\n")
     log(f"runs measured before the failure: {path}")
@@ -1979,7 +2314,9 @@ def main(argv):
     prepare_dirs(settings)
     if not (settings.bin_dir / "session-node").exists():
         raise BenchError(f"{settings.bin_dir / 'session-node'} missing: cargo build --release --bins")
-    ensure_tools()
+    make_agent_key(settings)
+    if not settings.security_only:
+        ensure_tools()
     info = machine_info()
     procs = Procs(settings.out_dir / "logs")
 
@@ -1992,33 +2329,11 @@ def main(argv):
     bench = Bench(settings, procs)
     bench.info = info
     try:
-        with bench.phase("setup"):
-            bench.start_cluster()
-        if settings.websocket:
-            log(f"WebSocket: realtime run ({settings.realtime_sessions} sessions × "
-                f"{settings.realtime_rate:g}/s for {settings.realtime_duration} s), then "
-                f"{settings.tunnels} tunnels through each fresh front")
-            with bench.phase("websocket"):
-                bench.websocket_phase()
-            # The phase outlasts the nodes' 30 s idle timeout: the sessions
-            # pre-created before it have expired, so make them anew.
-            bench.pools = make_pools(settings, bench.nodes, bench.direct_node)
-        with bench.phase("fronts"):
-            bench.start_fronts()
-            bench.warm_up()
-        # After the WebSocket phase: the retries get what the budget leaves.
-        bench.plan_retries()
-        log(f"saturation: {settings.rounds} rounds × scenarios {', '.join(settings.scenarios)}")
-        with bench.phase("saturation"):
-            bench.saturation_rounds()
-        if settings.rate_phase:
-            log(f"fixed rate {settings.rate}/s: {settings.rate_rounds} rounds")
-            with bench.phase("fixed rate"):
-                bench.rate_rounds()
-        if settings.memory_workers or settings.node_sessions:
-            log("memory")
-            with bench.phase("memory"):
-                bench.memory_phase()
+        if settings.security_only:
+            with bench.phase("security"):
+                bench.security_phase()
+        else:
+            run_phases(bench)
         bench.phase_seconds["total"] = round(time.time() - t0, 1)
         md = write_results(bench, info)
     except BenchError:
@@ -2032,6 +2347,44 @@ def main(argv):
     errors = unexpected_errors(bench)
     if errors:
         raise BenchError("fronts answered errors: " + "; ".join(errors))
+
+
+def run_phases(bench):
+    """Every phase of a full (or quick) run, in order."""
+    settings = bench.s
+    with bench.phase("setup"):
+        bench.start_cluster()
+    if settings.websocket:
+        log(f"WebSocket: realtime run ({settings.realtime_sessions} sessions × "
+            f"{settings.realtime_rate:g}/s for {settings.realtime_duration} s), then "
+            f"{settings.tunnels} tunnels through each fresh front")
+        with bench.phase("websocket"):
+            bench.websocket_phase()
+    if settings.security:
+        log("security: credential verification, limiter memory, join cost"
+            + (f", guesser {settings.guesser_seconds} s" if settings.guesser_seconds else ""))
+        with bench.phase("security"):
+            bench.security_phase()
+    if settings.websocket or settings.security:
+        # These phases outlast the nodes' 30 s idle timeout: the sessions
+        # pre-created before them have expired, so make them anew.
+        bench.pools = make_pools(settings, bench.nodes, bench.direct_node)
+    with bench.phase("fronts"):
+        bench.start_fronts()
+        bench.warm_up()
+    # After the WebSocket phase: the retries get what the budget leaves.
+    bench.plan_retries()
+    log(f"saturation: {settings.rounds} rounds × scenarios {', '.join(settings.scenarios)}")
+    with bench.phase("saturation"):
+        bench.saturation_rounds()
+    if settings.rate_phase:
+        log(f"fixed rate {settings.rate}/s: {settings.rate_rounds} rounds")
+        with bench.phase("fixed rate"):
+            bench.rate_rounds()
+    if settings.memory_workers or settings.node_sessions:
+        log("memory")
+        with bench.phase("memory"):
+            bench.memory_phase()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! Reading one HTTP/1.1 response off a stream: enough of the protocol for a
-//! keep-alive GET (status line, headers, then a `Content-Length` or chunked
-//! body), so the connection is left at a message boundary.
+//! keep-alive exchange (status line, headers, then a `Content-Length` or
+//! chunked body), so the connection is left at a message boundary; and
+//! building the few requests the load generators send.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -20,6 +21,8 @@ pub struct Response {
     /// The connection stays usable: HTTP/1.1 without `Connection: close`, and
     /// the body was delimited (not read to the end of the connection).
     pub keep_alive: bool,
+    /// The `Retry-After` header, if any (as sent).
+    pub retry_after: Option<String>,
 }
 
 /// Builds a keep-alive `GET`.
@@ -29,11 +32,34 @@ pub fn get_request(path: &str, host: &str) -> String {
     )
 }
 
+/// Builds a keep-alive request with `headers` (name, value) and `body`
+/// (`Content-Length` is added when there is one, or for a `POST`).
+pub fn request(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: loadgen\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out
+}
+
 /// A small read buffer over the stream.
 struct Reader<'a, R> {
     inner: &'a mut R,
     buf: Vec<u8>,
     start: usize,
+    /// Where skipped body bytes go, when the caller wants the body.
+    keep: Option<Vec<u8>>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<'_, R> {
@@ -77,8 +103,12 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
     async fn skip(&mut self, mut n: u64) -> Result<()> {
         loop {
             let available = (self.buf.len() - self.start) as u64;
+            let take = available.min(n) as usize;
+            if let Some(keep) = self.keep.as_mut() {
+                keep.extend_from_slice(&self.buf[self.start..self.start + take]);
+            }
             if available >= n {
-                self.start += n as usize;
+                self.start += take;
                 return Ok(());
             }
             n -= available;
@@ -89,15 +119,17 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
 
     /// Skips everything up to the end of the stream; returns the count.
     async fn skip_to_end(&mut self) -> Result<u64> {
-        let mut total = (self.buf.len() - self.start) as u64;
-        self.start = self.buf.len();
+        let mut total = 0;
         loop {
-            let before = self.buf.len();
+            let pending = &self.buf[self.start..];
+            total += pending.len() as u64;
+            if let Some(keep) = self.keep.as_mut() {
+                keep.extend_from_slice(pending);
+            }
+            self.start = self.buf.len();
             if !self.more().await? {
                 return Ok(total);
             }
-            total += (self.buf.len() - before) as u64;
-            self.start = self.buf.len();
         }
     }
 }
@@ -105,10 +137,25 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
 /// Reads one response. A `HEAD`-like answer without a body (1xx, 204, 304)
 /// has length zero.
 pub async fn read_response<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Response> {
+    Ok(read(stream, false).await?.0)
+}
+
+/// Reads one response and returns its (de-chunked) body too.
+pub async fn read_response_with_body<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Result<(Response, Vec<u8>)> {
+    read(stream, true).await
+}
+
+async fn read<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    keep_body: bool,
+) -> Result<(Response, Vec<u8>)> {
     let mut r = Reader {
         inner: stream,
         buf: Vec::with_capacity(1024),
         start: 0,
+        keep: keep_body.then(Vec::new),
     };
     let status_line = r.line().await?;
     let mut parts = status_line.splitn(3, ' ');
@@ -123,6 +170,7 @@ pub async fn read_response<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Respo
     let mut keep_alive = version == "HTTP/1.1";
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
+    let mut retry_after = None;
     let mut headers = 0;
     loop {
         let line = r.line().await?;
@@ -148,6 +196,8 @@ pub async fn read_response<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Respo
                 .rsplit(',')
                 .next()
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',') {
                 let token = token.trim();
@@ -188,11 +238,13 @@ pub async fn read_response<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Respo
         keep_alive = false;
         r.skip_to_end().await?
     };
-    Ok(Response {
+    let response = Response {
         status,
         body_len,
         keep_alive,
-    })
+        retry_after,
+    };
+    Ok((response, r.keep.unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -214,8 +266,25 @@ mod tests {
             Response {
                 status: 200,
                 body_len: 5,
-                keep_alive: true
+                keep_alive: true,
+                retry_after: None,
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn body_and_retry_after_are_kept() {
+        let raw = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 599\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut bytes = raw.as_bytes();
+        let (r, body) = read_response_with_body(&mut bytes).await.unwrap();
+        assert_eq!((r.status, r.retry_after.as_deref()), (429, Some("599")));
+        assert_eq!(body, b"abcde");
+        let mut bytes = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".as_bytes();
+        assert_eq!(read_response_with_body(&mut bytes).await.unwrap().1, b"{}");
+        let mut bytes = "HTTP/1.0 200 OK\r\n\r\nto the end".as_bytes();
+        assert_eq!(
+            read_response_with_body(&mut bytes).await.unwrap().1,
+            b"to the end"
         );
     }
 
@@ -244,6 +313,22 @@ mod tests {
             .is_err());
         assert!(parse("SSH-2.0-OpenSSH\r\n\r\n").await.is_err());
         assert!(parse("").await.is_err());
+    }
+
+    #[test]
+    fn requests_carry_headers_and_length() {
+        let req = request(
+            "POST",
+            "/x",
+            "h:1",
+            &[("Content-Type", "application/json")],
+            "{}",
+        );
+        assert_eq!(
+            req,
+            "POST /x HTTP/1.1\r\nHost: h:1\r\nUser-Agent: loadgen\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        );
+        assert!(request("GET", "/y", "h", &[], "").ends_with("loadgen\r\n\r\n"));
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //!   idle (the front's memory per idle connection).
 //! - `ws-tunnels`: N WebSocket connections, one Bayeux handshake each, then
 //!   held idle (the front's memory per WebSocket tunnel).
+//! - `guesser`: random nine-digit tokens tried at full speed (Get Session
+//!   and agent joins without a credential) over keep-alive connections,
+//!   counting what answered, what was refused (429) and what was found.
+//! - `access-cost`: what issue 8's checks cost: `verify` (µs per agent
+//!   credential verification, HS256/EdDSA/RS256), `limiter` (RSS of the
+//!   probe budget holding many addresses), `join` (a REST join on real
+//!   nodes with and without a credential).
 //!
 //! Shared modules:
 //!
@@ -18,8 +25,8 @@
 //!   handshake, request/reply by id) speaking `shared_types::bayeux::Message`.
 //! - [`seq`]: the per-session order check (lost, reordered, duplicates).
 //! - [`latency`]: the latency histogram and its summary in milliseconds.
-//! - [`http1`]: reading one HTTP/1.1 response (head, then a sized or chunked
-//!   body) off a stream.
+//! - [`http1`]: building a request, and reading one HTTP/1.1 response (head,
+//!   then a sized or chunked body, kept if asked) off a stream.
 //! - [`run`]: what every binary needs around the load: the error type, the
 //!   runtime, the open-files limit, the hold (timer, stdin, signals), the
 //!   error tally and the JSON line.

@@ -183,7 +183,17 @@ pub struct ErrorTally {
 
 impl ErrorTally {
     pub fn add(&mut self, error: impl Display) {
-        *self.counts.entry(error.to_string()).or_default() += 1;
+        self.add_count(error, 1);
+    }
+
+    /// Counts `error` `n` times (merging tallies).
+    pub fn add_count(&mut self, error: impl Display, n: u64) {
+        *self.counts.entry(error.to_string()).or_default() += n;
+    }
+
+    /// How many errors were counted, of every kind.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,9 +1,11 @@
 //! `cometd-load`: the realtime scale benchmark.
 //!
 //! For each of `--sessions` sessions: a customer WebSocket (balanced by the
-//! front) handshakes, creates a session, joins it (role 1) and subscribes to
-//! its data channel; an agent WebSocket to `?gcbSessionServer=<the session's
-//! node>` handshakes, joins (role 2) and subscribes. Both keep a
+//! front) handshakes, creates a session, joins it (role 1, with the
+//! `customerKey` the create answered) and subscribes to its data channel; an
+//! agent WebSocket to `?gcbSessionServer=<the session's node>` handshakes,
+//! joins (role 2, with `agentToken` = `--agent-token` in the join's data) and
+//! subscribes. Both keep a
 //! `/meta/connect` outstanding. Setup runs `--setup-concurrency` sessions at a
 //! time and is not measured; any failure stops the run with its reason.
 //!
@@ -94,6 +96,12 @@ struct Args {
     /// Exit with status 2 if any message was lost, reordered or duplicated.
     #[arg(long)]
     strict: bool,
+    /// Agent credential (JWT, e.g. from `session-node agent-token`) the
+    /// agents join with, as `agentToken` in the join's data. Without one
+    /// they join without a credential, which only a node started with
+    /// `--agent-auth none` accepts.
+    #[arg(long, env = "LOADGEN_AGENT_TOKEN", hide_env_values = true)]
+    agent_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -441,8 +449,10 @@ async fn setup(run: &Run) -> Result<(Client, Client, Session)> {
     let token = string_field(created.data.as_ref(), "sessionToken").context("customer: create")?;
     let node =
         string_field(created.data.as_ref(), "sessionServerName").context("customer: create")?;
+    let customer_key =
+        string_field(created.data.as_ref(), "customerKey").context("customer: create")?;
     let join = Message {
-        data: Some(json!({"sessionToken": token, "role": 1})),
+        data: Some(json!({"sessionToken": token, "role": 1, "customerKey": customer_key})),
         ..customer.message(SERVICE_JOIN)
     };
     let joined = customer
@@ -475,8 +485,12 @@ async fn setup(run: &Run) -> Result<(Client, Client, Session)> {
         )
         .into());
     }
+    let mut data = json!({"sessionToken": token, "role": 2});
+    if let (Some(credential), Some(map)) = (&run.args.agent_token, data.as_object_mut()) {
+        map.insert("agentToken".into(), Value::from(credential.as_str()));
+    }
     let join = Message {
-        data: Some(json!({"sessionToken": token, "role": 2})),
+        data: Some(data),
         ..agent.message(SERVICE_JOIN)
     };
     agent.call(join, timeout).await.context("agent: join")?;
