@@ -117,10 +117,14 @@ def target_rows(sec):
                      "; ".join(measured), verdict(ok)))
     others = [v for v in verify_rows(sec) if v["algorithm"] != "HS256"]
     if others:
-        rows.append(("… with public keys (`--agent-public-keys`)",
+        rows.append(("… with public keys (`--agent-public-keys`), the first join of a credential",
                      ", ".join(f"{v['algorithm']} {v['median_us']:g} µs" for v in others)
-                     + " per verification alone",
+                     + " per signature check",
                      verdict(all(v["median_us"] < VERIFY_TARGET_US for v in others))))
+        rows.append(("… with public keys, every later join with the same credential",
+                     ", ".join(f"{v['algorithm']} {v.get('repeat_us', float('nan')):g} µs" for v in others)
+                     + " (remembered until it expires)",
+                     verdict(all(v.get("repeat_us", 1e9) < VERIFY_TARGET_US for v in others))))
     limiter = sec.get("limiter") or []
     full = next((m for m in limiter if m["addresses"] >= 1_000_000 and m["capacity"] >= 1_000_000), None)
     small = [m for m in limiter if m["capacity"] < m["addresses"]]
@@ -158,10 +162,11 @@ def render(sec, pinned):
         L += ["**Credential verification** (`access-cost verify`): `access::Verifier::verify` of a valid "
               f"credential, µs per call, median of {v.get('batches', '')} batches of "
               f"{rows[0]['batch']:,} calls (min–max of the batches); keys made for the run with openssl.", "",
-              "| algorithm | key | credential bytes | µs per verification | min–max |", "|---|---|---|---|---|"]
+              "| algorithm | key | credential bytes | µs, first sight (signature) | min–max | µs, seen before (cached) |",
+              "|---|---|---|---|---|---|"]
         for r in rows:
             L.append(f"| {r['algorithm']} | {r['key']} | {r['token_bytes']} | **{r['median_us']:g}** | "
-                     f"{r['min_us']:g}–{r['max_us']:g} |")
+                     f"{r['min_us']:g}–{r['max_us']:g} | {r.get('repeat_us', float('nan')):g} |")
         L += ["", f"A forged HS256 credential (right shape, wrong signature) costs "
               f"{v['hs256_bad_signature_us']:g} µs to refuse."
               + (" Skipped: " + "; ".join(v["skipped"]) + "." if v.get("skipped") else ""), ""]
