@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-quick clean
+.PHONY: run build test lint fmt bench bench-quick clean soak
 
 ## run: build (release) and start the proxy on 127.0.0.1:8700 in front of three nodes
 run:
@@ -23,6 +23,16 @@ test: integration/js/node_modules
 integration/js/node_modules: integration/js/package.json integration/js/package-lock.json
 	cd integration/js && npm ci --no-audit --no-fund
 	touch $@
+
+SOAK_DURATION ?= 2m
+
+## soak: the chaos soak (SOAK_DURATION, default 2m): mixed traffic through the
+## proxy while nodes are killed, drained, removed and re-added and the proxy
+## restarts; fails on any misroute, lost session, unexplained 5xx or
+## connection error, or panic (target/debug/soak --help for its flags)
+soak: build
+	$(CARGO) build --workspace --bins
+	target/debug/soak --duration $(SOAK_DURATION)
 
 ## lint: formatting and clippy, warnings denied
 lint:

@@ -262,10 +262,9 @@ pub async fn start_node(name: &str, extra: &[&str]) -> Process {
     Process::start("session-node", name, &args, false).await
 }
 
-/// Starts a `sticky-proxy` in front of `nodes` (admin listener on, health
-/// checks every 100 ms, lookups with [`TEST_ORIGIN`]), with `extra` flags,
-/// and waits until it sees every node up.
-pub async fn start_proxy(nodes: &[&Process], extra: &[&str]) -> Process {
+/// The suite's `sticky-proxy` flags for `nodes`: admin listener on, health
+/// checks every 100 ms, lookups with [`TEST_ORIGIN`].
+pub fn proxy_args(nodes: &[&Process]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--admin-listen",
         "127.0.0.1:0",
@@ -281,6 +280,14 @@ pub async fn start_proxy(nodes: &[&Process], extra: &[&str]) -> Process {
         args.push("--node".into());
         args.push(format!("{}={}", node.name, node.url()));
     }
+    args
+}
+
+/// Starts a `sticky-proxy` in front of `nodes` (admin listener on, health
+/// checks every 100 ms, lookups with [`TEST_ORIGIN`]), with `extra` flags,
+/// and waits until it sees every node up.
+pub async fn start_proxy(nodes: &[&Process], extra: &[&str]) -> Process {
+    let mut args = proxy_args(nodes);
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let proxy = Process::start("sticky-proxy", "proxy", &args, true).await;
     let want = nodes.len();
@@ -328,4 +335,233 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")
+}
+
+// Helpers for programs that are not tests (the chaos soak, `src/bin/soak.rs`):
+// they name the directory holding the binaries, choose the listen address
+// (a restarted process keeps its port), and get errors instead of panics.
+
+/// Path of the workspace binary `name` in `dir` (for a program that is not a
+/// test, [`binary`]'s `target/<profile>/deps` guess does not hold).
+pub fn binary_in(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build the binaries first (`cargo build --workspace --bins`)",
+            path.display()
+        ))
+    }
+}
+
+impl Process {
+    /// Like [`Process::start`], but runs the binary at `program`, listening
+    /// on `listen` (for example a fixed `127.0.0.1:PORT`), and answers an
+    /// error instead of panicking. With `lines`, every line the process logs
+    /// is also sent there as it arrives (the channel closes when the process
+    /// closes its stderr, that is, when it exits).
+    pub async fn start_at(
+        program: &Path,
+        name: &str,
+        args: &[String],
+        listen: &str,
+        want_admin: bool,
+        lines: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<Process, String> {
+        let mut child = Command::new(program)
+            .args(args)
+            .args(["--listen", listen])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| format!("{name}: no stderr"))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log_writer = Arc::clone(&log);
+        let label = name.to_owned();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if std::env::var_os("E2E_LOG").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                if let Some(lines) = &lines {
+                    let _ = lines.send(line.clone());
+                }
+                let _ = tx.send(line.clone());
+                log_writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
+            }
+        });
+
+        let mut addr = None;
+        let mut admin_addr = None;
+        let wait = async {
+            while let Some(line) = rx.recv().await {
+                if let Some(a) = address_after(&line, "admin listening on ") {
+                    admin_addr = Some(a);
+                } else if let Some(a) = address_after(&line, "listening on ") {
+                    addr = Some(a);
+                }
+                if addr.is_some() && (admin_addr.is_some() || !want_admin) {
+                    return true;
+                }
+            }
+            false
+        };
+        let ready = tokio::time::timeout(START_DEADLINE, wait)
+            .await
+            .unwrap_or(false);
+        let process = Process {
+            name: name.to_owned(),
+            addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            admin_addr,
+            child,
+            log,
+        };
+        if ready {
+            Ok(process)
+        } else {
+            Err(format!(
+                "{name} ({}) did not start listening on {listen}:\n{}",
+                program.display(),
+                process.log()
+            ))
+        }
+    }
+}
+
+/// [`agent_token`] minted by the `session-node` binary at `session_node`
+/// with the suite's [`agent_key_file`].
+pub fn agent_token_with(session_node: &Path, sub: &str, extra: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(session_node)
+        .arg("agent-token")
+        .arg("--key-file")
+        .arg(agent_key_file())
+        .args(["--sub", sub])
+        .args(extra)
+        .output()
+        .map_err(|e| format!("run {} agent-token: {e}", session_node.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "agent-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+impl Process {
+    /// Like [`Process::start`], but runs the binary through `wrapper` (for
+    /// instance `["prlimit", "--nofile=48:48", "--"]`, to start it with few
+    /// file descriptors).
+    pub async fn start_wrapped(
+        wrapper: &[&str],
+        bin: &str,
+        name: &str,
+        args: &[String],
+        want_admin: bool,
+    ) -> Process {
+        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper command");
+        let mut command = Command::new(program);
+        command.args(wrapper_args).arg(binary(bin));
+        spawn_and_wait(command, bin, name, args, want_admin).await
+    }
+}
+
+/// Spawns `command` (which runs `bin`) with `args` plus `--listen
+/// 127.0.0.1:0`, and waits for its `listening on ADDR` line(s), as
+/// [`Process::start`] does.
+async fn spawn_and_wait(
+    mut command: Command,
+    bin: &str,
+    name: &str,
+    args: &[String],
+    want_admin: bool,
+) -> Process {
+    let mut child = command
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let log_writer = Arc::clone(&log);
+    let label = name.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if std::env::var_os("E2E_LOG").is_some() {
+                eprintln!("[{label}] {line}");
+            }
+            let _ = tx.send(line.clone());
+            log_writer.lock().expect("log lock").push(line);
+        }
+    });
+    let mut addr = None;
+    let mut admin_addr = None;
+    let wait = async {
+        while let Some(line) = rx.recv().await {
+            if let Some(a) = address_after(&line, "admin listening on ") {
+                admin_addr = Some(a);
+            } else if let Some(a) = address_after(&line, "listening on ") {
+                addr = Some(a);
+            }
+            if addr.is_some() && (admin_addr.is_some() || !want_admin) {
+                return true;
+            }
+        }
+        false
+    };
+    let ready = tokio::time::timeout(START_DEADLINE, wait)
+        .await
+        .unwrap_or(false);
+    let logged = log.lock().expect("log lock").join("\n");
+    assert!(ready, "{name} ({bin}) did not start listening:\n{logged}");
+    Process {
+        name: name.to_owned(),
+        addr: addr.expect("address"),
+        admin_addr,
+        child,
+        log,
+    }
+}
+
+/// The nodes a proxy's admin listener lists: name → state.
+pub async fn proxy_node_states(proxy: &Process) -> HashMap<String, String> {
+    let nodes: serde_json::Value = match client()
+        .get(format!("{}/nodes", proxy.admin_url()))
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    };
+    nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or_default().to_owned(),
+                n["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }

@@ -80,6 +80,11 @@ pub mod codes {
     /// 409 (proxy): two nodes claim the same session token; the proxy picks
     /// neither.
     pub const SESSION_AMBIGUOUS: &str = "session_ambiguous";
+    /// 503 (proxy): no connection to the named node can be had right now —
+    /// the proxy already holds `--max-conns-per-node` to it and the short
+    /// queue is full or timed out, or the proxy itself is out of sockets or
+    /// file descriptors. The session is not lost: retry (`Retry-After`).
+    pub const SERVER_BUSY: &str = "server_busy";
     /// 500: a bug; the message says no more than that.
     pub const INTERNAL: &str = "internal_error";
 }

@@ -6,16 +6,26 @@
 //!   status; `node="-"` for answers no node was involved in (the proxy's own
 //!   `/health`, `no_server_available`).
 //! - `proxy_routing_decisions_total{kind}`: one per request, `kind` in
-//!   `cookie`, `header`, `query`, `lookup_hit` (owner from the cache),
+//!   `client_id` (a CometD long-polling body's `clientId`), `cookie`,
+//!   `header`, `query`, `lookup_hit` (owner from the cache),
 //!   `lookup_miss` (owner asked of the nodes; when none owns the session the
 //!   request is then balanced), `balanced`, `unavailable` (answered 503 by the
 //!   proxy: bound node down, or no ready node).
 //! - `proxy_lookup_duration_seconds`: histogram of owner lookup rounds.
-//! - `proxy_node_state{node}`: 1 up, 0.5 draining, 0 down.
+//! - `proxy_node_state{node}`: 1 up, 0.5 draining, 0.25 retiring (removed
+//!   by a reload, still answering), 0 down (or gone).
 //! - `proxy_rejected_total{reason}`: what the proxy refused itself, `reason`
 //!   in `too_many_attempts`, `too_many_creates` (429s), `too_many_connections`
-//!   (connections refused at the accept), `session_ambiguous` (409) and
-//!   `header_timeout` (connections closed for a slow request head).
+//!   (connections refused at the accept), `session_ambiguous` (409),
+//!   `header_timeout` (connections closed for a slow request head) and
+//!   `server_busy` (503: no connection to the node could be had).
+//! - `proxy_upstream_failures_total{node,kind}`: forwards that failed before
+//!   an answer, `kind` in `connect` (refused or timed out: a strike),
+//!   `local` (the proxy out of descriptors or sockets), `busy`
+//!   (`--max-conns-per-node`), `broken` (the connection broke, the node
+//!   still accepts: 502), and `resent` (sent again on a fresh connection).
+//! - `proxy_upstream_connections{node}`: open pooled connections to the node
+//!   (in use or idle; tunnels excluded), updated on each scrape.
 //! - `proxy_limiter_keys{budget="probe|create"}`: clients held by each
 //!   budget, updated on each scrape.
 //!
@@ -82,7 +92,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "proxy_routing_decisions_total",
-        "How each request was routed: cookie, header, query, lookup_hit, lookup_miss, balanced, unavailable."
+        "How each request was routed: client_id, cookie, header, query, lookup_hit, lookup_miss, balanced, unavailable."
     );
     metrics::describe_histogram!(
         "proxy_lookup_duration_seconds",
@@ -91,11 +101,19 @@ fn describe_metrics() {
     );
     metrics::describe_gauge!(
         "proxy_node_state",
-        "Node state: 1 up, 0.5 draining, 0 down."
+        "Node state: 1 up, 0.5 draining, 0.25 retiring, 0 down or gone."
     );
     metrics::describe_counter!(
         "proxy_rejected_total",
-        "Refused by the proxy itself: too_many_attempts, too_many_creates, too_many_connections, session_ambiguous, header_timeout."
+        "Refused by the proxy itself: too_many_attempts, too_many_creates, too_many_connections, session_ambiguous, header_timeout, server_busy."
+    );
+    metrics::describe_counter!(
+        "proxy_upstream_failures_total",
+        "Forwards that failed before an answer, by node and kind: connect, local, busy, broken, resent."
+    );
+    metrics::describe_gauge!(
+        "proxy_upstream_connections",
+        "Open pooled connections to a node (in use or idle), as of the last scrape."
     );
     metrics::describe_gauge!(
         "proxy_limiter_keys",
@@ -109,8 +127,16 @@ fn describe_metrics() {
 pub struct NodeView {
     pub name: String,
     pub url: String,
+    /// `up`, `draining`, `retiring` (removed by a reload, still answering)
+    /// or `down`.
     pub state: &'static str,
+    /// Removed by a reload and not gone yet (also when down).
+    pub retiring: bool,
+    /// What the node's last health answer said (`null`: unknown).
+    pub live_sessions: Option<u64>,
     pub in_flight: usize,
+    /// Open pooled connections (in use or idle).
+    pub connections: usize,
 }
 
 impl NodeView {
@@ -118,8 +144,11 @@ impl NodeView {
         NodeView {
             name: node.name().to_owned(),
             url: node.url().to_owned(),
-            state: node.state().as_str(),
+            state: node.view_state(),
+            retiring: node.is_retiring(),
+            live_sessions: node.live_sessions(),
             in_flight: node.in_flight(),
+            connections: node.pool().open_connections(),
         }
     }
 }
@@ -198,6 +227,10 @@ fn admin_response(
         "/metrics" => match prometheus {
             Some(handle) => {
                 limits.refresh_gauges();
+                for node in membership.load().present() {
+                    metrics::gauge!("proxy_upstream_connections", "node" => node.name_arc().clone())
+                        .set(node.pool().open_connections() as f64);
+                }
                 let mut response = Response::new(ProxyBody::full(Bytes::from(handle.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -208,7 +241,11 @@ fn admin_response(
             None => empty_response(StatusCode::SERVICE_UNAVAILABLE),
         },
         "/nodes" => {
-            let nodes: Vec<NodeView> = membership.load().iter().map(|n| NodeView::of(n)).collect();
+            let nodes: Vec<NodeView> = membership
+                .load()
+                .present()
+                .map(|n| NodeView::of(n))
+                .collect();
             json_response(StatusCode::OK, &nodes)
         }
         _ => empty_response(StatusCode::NOT_FOUND),

@@ -7,15 +7,17 @@
 //! 2. Create Session (`POST <ctx>/rest/live/sessions`) is never bound: it
 //!    makes a new session, and the node that takes it sets a new cookie that
 //!    replaces any stale one.
-//! 3. A `gcbSessionServer` cookie, else header, else query parameter, whose
+//! 3. (CometD long-polling POSTs only, before this classification: the node
+//!    the body's `clientId` names, see [`crate::cometd_route`].)
+//! 4. A `gcbSessionServer` cookie, else header, else query parameter, whose
 //!    value names a configured node. A value naming no configured node is
 //!    ignored as if absent, so a client can never make the proxy connect
 //!    anywhere it was not configured to.
-//! 4. A path naming a session (`<ctx>/rest/live/sessions/{token}…`) or a user
+//! 5. A path naming a session (`<ctx>/rest/live/sessions/{token}…`) or a user
 //!    (`<ctx>/rest/live/users/{userToken}…`): the session's owner must be
 //!    looked up. Malformed tokens are not looked up (the request is unbound and
 //!    the node answers 404 itself).
-//! 5. Anything else is unbound.
+//! 6. Anything else is unbound.
 //!
 //! Nothing here allocates: the cookie and query are scanned in place.
 //!
@@ -35,6 +37,8 @@ use shared_types::token::{is_session_token, session_of_user_token, SESSION_TOKEN
 /// Where a node name came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
+    /// The `clientId` of a CometD long-polling body.
+    ClientId,
     Cookie,
     Header,
     Query,
@@ -115,6 +119,8 @@ pub struct Paths {
     sessions: String,
     /// `<ctx>/rest/live/users/`
     users_prefix: String,
+    /// `<ctx>/cometd`
+    cometd: String,
 }
 
 impl Paths {
@@ -124,6 +130,7 @@ impl Paths {
             health: format!("{context_path}{HEALTH_PATH}"),
             sessions: format!("{context_path}{LIVE_PREFIX}/{SESSIONS_SEGMENT}"),
             users_prefix: format!("{context_path}{LIVE_PREFIX}/{USERS_SEGMENT}/"),
+            cometd: format!("{context_path}/cometd"),
         }
     }
 
@@ -135,6 +142,11 @@ impl Paths {
     /// `<ctx>/rest/live/sessions`
     pub fn sessions(&self) -> &str {
         &self.sessions
+    }
+
+    /// `<ctx>/cometd`
+    pub fn cometd(&self) -> &str {
+        &self.cometd
     }
 }
 

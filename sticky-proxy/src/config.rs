@@ -46,9 +46,25 @@ pub const DEFAULT_CREATE_BUDGET: Budget = Budget {
 };
 pub const DEFAULT_LIMITER_CAPACITY: u64 = 1_000_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+/// `--retire-timeout`: how long a node removed by a reload keeps serving
+/// its bound requests at most.
+pub const DEFAULT_RETIRE_TIMEOUT: Duration = Duration::from_secs(600);
+/// `--max-conns-per-node`: the node's default `--listen-backlog`, so that a
+/// burst from one proxy cannot overflow it.
+pub const DEFAULT_MAX_CONNS_PER_NODE: u32 = 1024;
+/// `--cometd-peek-limit`: how much of a CometD POST body is read ahead for
+/// its `clientId`. As much as a node accepts in one batch: the CometD JS
+/// client writes `clientId` after `data`, so a cookie-less publish of a large
+/// page snapshot has it near the end, and must still find its node. Only
+/// what comes before the `clientId` is held, and only for CometD POSTs.
+pub const DEFAULT_COMETD_PEEK_LIMIT: usize = 256 * 1024;
 /// Smallest accepted `--max-head-size`: below this even ordinary browser
 /// requests would be refused.
 pub const MIN_MAX_HEAD_SIZE: usize = 1024;
+/// Bounds of `--cometd-peek-limit`: below the smallest connect message, or
+/// above the largest batch a node accepts (256 KiB), it makes no sense.
+pub const MIN_COMETD_PEEK_LIMIT: usize = 256;
+pub const MAX_COMETD_PEEK_LIMIT: usize = 256 * 1024;
 
 /// The command line. Every flag is optional here so that the merge can tell
 /// "given" from "default".
@@ -190,6 +206,26 @@ pub struct Cli {
     )]
     pub max_connections_per_client: Option<u32>,
 
+    /// How long a node removed from the configuration by a reload still
+    /// serves the requests bound to it (it gets no new sessions), unless its
+    /// health answers report no live session earlier; then its bound
+    /// requests get 503 `session_server_unavailable` [default: 10m].
+    #[arg(long, env = "STICKY_PROXY_RETIRE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retire_timeout: Option<Duration>,
+
+    /// Upstream HTTP connections the proxy holds to one node at most (in use
+    /// or idle; WebSocket tunnels do not count); a request that finds none
+    /// free waits briefly, then gets 503 `server_busy`. Keep it at most the
+    /// node's `--listen-backlog`; 0 turns the cap off [default: 1024].
+    #[arg(long, env = "STICKY_PROXY_MAX_CONNS_PER_NODE", value_name = "N")]
+    pub max_conns_per_node: Option<u32>,
+
+    /// How much of a CometD long-polling POST body is read ahead to find
+    /// the `clientId` that names the node (the rest is streamed on), e.g.
+    /// `16KiB` [default: 256KiB, a node's largest batch].
+    #[arg(long, env = "STICKY_PROXY_COMETD_PEEK_LIMIT", value_name = "BYTES", value_parser = parse_byte_size)]
+    pub cometd_peek_limit: Option<usize>,
+
     /// Time in-flight requests get to finish on shutdown [default: 10s].
     #[arg(long, env = "STICKY_PROXY_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -245,6 +281,11 @@ struct FileConfig {
     create_budget: Option<Budget>,
     limiter_capacity: Option<u64>,
     max_connections_per_client: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    retire_timeout: Option<Duration>,
+    max_conns_per_node: Option<u32>,
+    #[serde(default, deserialize_with = "byte_size")]
+    cometd_peek_limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +470,12 @@ pub struct Config {
     pub limiter_capacity: u64,
     /// 0: no cap.
     pub max_connections_per_client: u32,
+    /// How long a node removed by a reload keeps serving its bound requests.
+    pub retire_timeout: Duration,
+    /// Upstream connections per node; 0: no cap.
+    pub max_conns_per_node: u32,
+    /// Bytes of a CometD POST body read ahead for its `clientId`.
+    pub cometd_peek_limit: usize,
 }
 
 impl Config {
@@ -464,6 +511,9 @@ impl Config {
             create_budget: DEFAULT_CREATE_BUDGET,
             limiter_capacity: DEFAULT_LIMITER_CAPACITY,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            retire_timeout: DEFAULT_RETIRE_TIMEOUT,
+            max_conns_per_node: DEFAULT_MAX_CONNS_PER_NODE,
+            cometd_peek_limit: DEFAULT_COMETD_PEEK_LIMIT,
         }
     }
 
@@ -593,6 +643,18 @@ impl Config {
                 .max_connections_per_client
                 .or(file.max_connections_per_client)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            retire_timeout: cli
+                .retire_timeout
+                .or(file.retire_timeout)
+                .unwrap_or(DEFAULT_RETIRE_TIMEOUT),
+            max_conns_per_node: cli
+                .max_conns_per_node
+                .or(file.max_conns_per_node)
+                .unwrap_or(DEFAULT_MAX_CONNS_PER_NODE),
+            cometd_peek_limit: cli
+                .cometd_peek_limit
+                .or(file.cometd_peek_limit)
+                .unwrap_or(DEFAULT_COMETD_PEEK_LIMIT),
         };
         config.validate()?;
         Ok(config)
@@ -621,6 +683,7 @@ impl Config {
             ("--header-timeout", self.header_timeout),
             ("--keep-alive-timeout", self.keep_alive_timeout),
             ("--agent-token-max-age", self.agent_token_max_age),
+            ("--retire-timeout", self.retire_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid(format!("{flag} must be above zero")));
@@ -633,6 +696,11 @@ impl Config {
         }
         if self.workers == 0 {
             return invalid("--workers must be at least 1");
+        }
+        if !(MIN_COMETD_PEEK_LIMIT..=MAX_COMETD_PEEK_LIMIT).contains(&self.cometd_peek_limit) {
+            return Err(ConfigError::Invalid(format!(
+                "--cometd-peek-limit must be between {MIN_COMETD_PEEK_LIMIT} and {MAX_COMETD_PEEK_LIMIT} bytes"
+            )));
         }
         if self.limiter_capacity == 0 {
             return invalid("--limiter-capacity must be at least 1");
@@ -925,6 +993,9 @@ mod tests {
         assert!(defaults.trusted_proxies.is_empty());
         assert!(defaults.agent_key_file.is_none() && defaults.agent_public_keys.is_none());
         assert_eq!(defaults.agent_token_max_age, Duration::from_secs(12 * 3600));
+        assert_eq!(defaults.retire_timeout, Duration::from_secs(600));
+        assert_eq!(defaults.max_conns_per_node, 1024);
+        assert_eq!(defaults.cometd_peek_limit, 256 * 1024);
 
         let flags = Config::from_args([
             "sticky-proxy",
@@ -1013,6 +1084,43 @@ mod tests {
         let file =
             Config::from_cli_and_toml(cli(&["--node", "a=http://h:1"]), "probe-budget = \"lots\"");
         assert!(matches!(file, Err(ConfigError::Parse { .. })), "{file:?}");
+    }
+
+    #[test]
+    fn retire_connection_cap_and_peek_flags() {
+        let flags = Config::from_args([
+            "sticky-proxy",
+            "--node",
+            "a=http://h:1",
+            "--retire-timeout",
+            "30s",
+            "--max-conns-per-node",
+            "0",
+            "--cometd-peek-limit",
+            "4KiB",
+        ])
+        .unwrap();
+        assert_eq!(flags.retire_timeout, Duration::from_secs(30));
+        assert_eq!(flags.max_conns_per_node, 0);
+        assert_eq!(flags.cometd_peek_limit, 4096);
+        let file = Config::from_cli_and_toml(
+            cli(&["--node", "a=http://h:1", "--max-conns-per-node", "7"]),
+            "retire-timeout = \"1m\"\nmax-conns-per-node = 64\ncometd-peek-limit = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(file.retire_timeout, Duration::from_secs(60));
+        assert_eq!(file.max_conns_per_node, 7, "the flag wins");
+        assert_eq!(file.cometd_peek_limit, 2048);
+        for bad in [
+            &["--retire-timeout", "0s"][..],
+            &["--cometd-peek-limit", "10"],
+            &["--cometd-peek-limit", "1MiB"],
+            &["--max-conns-per-node", "-1"],
+        ] {
+            let mut args = vec!["sticky-proxy", "--node", "a=http://h:1"];
+            args.extend_from_slice(bad);
+            assert!(Config::from_args(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

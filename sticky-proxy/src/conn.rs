@@ -51,6 +51,9 @@ pub struct ClientConn {
     heads: AtomicU64,
     answered: AtomicU64,
     upgraded: AtomicBool,
+    /// The current request has a body not yet read from the client to its
+    /// end (see [`crate::body`]).
+    body_pending: AtomicBool,
     /// The connection's place under `--max-connections-per-client`, given
     /// back when the last holder (the socket, in a tunnel too) is dropped.
     _slot: Option<ConnSlot>,
@@ -64,6 +67,7 @@ impl ClientConn {
             heads: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
+            body_pending: AtomicBool::new(false),
             _slot: slot,
         }
     }
@@ -71,6 +75,22 @@ impl ClientConn {
     /// A request head is complete (hyper calls the service).
     pub fn head_received(&self) {
         self.heads.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A request begins: whether it has a body to read.
+    pub fn body_begins(&self, pending: bool) {
+        self.body_pending.store(pending, Ordering::Release);
+    }
+
+    /// The request's body has been read to its end.
+    pub fn body_read(&self) {
+        self.body_pending.store(false, Ordering::Release);
+    }
+
+    /// Whether the current request's body is not yet read to its end: an
+    /// answer now must close the connection.
+    pub fn body_pending(&self) -> bool {
+        self.body_pending.load(Ordering::Acquire)
     }
 
     /// The connection switched protocols: no more request heads.

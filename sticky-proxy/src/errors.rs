@@ -6,7 +6,7 @@
 //! (`session_server_unavailable`) from "nothing can take a new session"
 //! (`no_server_available`).
 //!
-//! The 429s carry `Retry-After` (whole seconds). The one answer made
+//! The 429s and `server_busy` carry `Retry-After` (whole seconds). The one answer made
 //! outside hyper, to a connection over `--max-connections-per-client`, is
 //! [`too_many_connections_answer`]: raw bytes, as no request was read.
 
@@ -25,6 +25,19 @@ pub enum ProxyError {
     /// and the node is down or refused the connection. Never re-routed: no
     /// other node knows the session.
     SessionServerUnavailable(Arc<str>),
+    /// A session path whose owner the lookup could not find: no node that
+    /// answered holds it, and these nodes could not say (they did not answer,
+    /// or are down and were not asked). Named as what they are, never as the
+    /// owner.
+    SessionNotOnLiveNodes {
+        silent: Vec<Arc<str>>,
+        down: Vec<Arc<str>>,
+    },
+    /// No connection to this node can be had right now: the proxy holds
+    /// `--max-conns-per-node` to it and the queue is full or timed out
+    /// (`local: false`), or the proxy is out of descriptors or sockets
+    /// (`local: true`). The session is not lost: retry.
+    ServerBusy { node: Arc<str>, local: bool },
     /// An unbound request found no ready node.
     NoServerAvailable,
     /// The node did not send its response head within `--upstream-timeout`.
@@ -44,9 +57,10 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::SessionServerUnavailable(_) | ProxyError::NoServerAvailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::SessionServerUnavailable(_)
+            | ProxyError::SessionNotOnLiveNodes { .. }
+            | ProxyError::ServerBusy { .. }
+            | ProxyError::NoServerAvailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -60,7 +74,10 @@ impl ProxyError {
     /// The stable machine-readable code of [`shared_types::error::codes`].
     pub fn code(&self) -> &'static str {
         match self {
-            ProxyError::SessionServerUnavailable(_) => codes::SESSION_SERVER_UNAVAILABLE,
+            ProxyError::SessionServerUnavailable(_) | ProxyError::SessionNotOnLiveNodes { .. } => {
+                codes::SESSION_SERVER_UNAVAILABLE
+            }
+            ProxyError::ServerBusy { .. } => codes::SERVER_BUSY,
             ProxyError::NoServerAvailable => codes::NO_SERVER_AVAILABLE,
             ProxyError::UpstreamTimeout(_) => codes::UPSTREAM_TIMEOUT,
             ProxyError::BadGateway(_) => codes::BAD_GATEWAY,
@@ -75,6 +92,7 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ProxyError::TooManyAttempts(secs) | ProxyError::TooManyCreates(secs) => Some(*secs),
+            ProxyError::ServerBusy { .. } => Some(1),
             _ => None,
         }
     }
@@ -83,6 +101,25 @@ impl ProxyError {
         match self {
             ProxyError::SessionServerUnavailable(node) => format!(
                 "the session server {node} that holds this session is unavailable; start a new session"
+            ),
+            ProxyError::SessionNotOnLiveNodes { silent, down } => {
+                let mut text =
+                    "the session was not found on the session servers that answered".to_owned();
+                if !silent.is_empty() {
+                    text.push_str(&format!("; {} did not answer", silent.join(", ")));
+                }
+                if !down.is_empty() {
+                    let verb = if down.len() == 1 { "is" } else { "are" };
+                    text.push_str(&format!("; {} {verb} down", down.join(", ")));
+                }
+                text.push_str("; it may be there: retry, or start a new session");
+                text
+            }
+            ProxyError::ServerBusy { node, local: false } => format!(
+                "the session server {node} has as many connections from this proxy as it may; retry shortly"
+            ),
+            ProxyError::ServerBusy { node, local: true } => format!(
+                "the proxy cannot open a connection to the session server {node} right now; retry shortly"
             ),
             ProxyError::NoServerAvailable => "no session server is available".to_owned(),
             ProxyError::UpstreamTimeout(node) => {
@@ -184,6 +221,32 @@ mod tests {
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body.error, "session_server_unavailable");
         assert!(body.message.contains("node-2"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_session_names_nodes_only_as_what_they_are() {
+        let error = ProxyError::SessionNotOnLiveNodes {
+            silent: vec!["node-2".into()],
+            down: vec!["node-4".into()],
+        };
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "session_server_unavailable");
+        let message = error.message();
+        assert!(message.contains("node-2 did not answer"), "{message}");
+        assert!(message.contains("node-4 is down"), "{message}");
+        assert!(!message.contains("holds"), "{message}");
+
+        let busy = ProxyError::ServerBusy {
+            node: "node-1".into(),
+            local: false,
+        };
+        let response = busy.to_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body.error, "server_busy");
+        assert!(body.message.contains("node-1"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
+use crate::body::ClientBody;
 use crate::nodes::{InFlight, Node};
 use crate::pool::Lease;
 
@@ -50,7 +51,7 @@ pub enum UpstreamBody {
     /// No body (health checks, lookups, bodiless client requests).
     Empty,
     /// The client's body, streamed as it arrives.
-    Client(Incoming),
+    Client(ClientBody),
     /// The client's body behind a slot the caller keeps, so that a request
     /// whose connection could not be established (nothing was sent) can be
     /// sent again to another node with the same, still unread, body.
@@ -97,16 +98,16 @@ impl Body for UpstreamBody {
 /// first poll and for size queries before it, never across an await.
 #[derive(Debug)]
 pub struct RetryableBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
-    taken: Option<Incoming>,
+    slot: Arc<Mutex<Option<ClientBody>>>,
+    taken: Option<ClientBody>,
 }
 
 /// The caller's side of a [`RetryableBody`].
 #[derive(Debug, Clone)]
-pub struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+pub struct BodySlot(Arc<Mutex<Option<ClientBody>>>);
 
 impl BodySlot {
-    pub fn new(body: Incoming) -> Self {
+    pub fn new(body: ClientBody) -> Self {
         BodySlot(Arc::new(Mutex::new(Some(body))))
     }
 
@@ -125,10 +126,16 @@ impl BodySlot {
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
     }
+
+    /// Takes the body back if it was never sent (to drain it before an
+    /// answer the proxy makes itself).
+    pub fn take_unread(&self) -> Option<ClientBody> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 impl RetryableBody {
-    fn with_slot<T>(&self, f: impl FnOnce(Option<&Incoming>) -> T) -> T {
+    fn with_slot<T>(&self, f: impl FnOnce(Option<&ClientBody>) -> T) -> T {
         match &self.taken {
             Some(body) => f(Some(body)),
             None => f(self
@@ -432,16 +439,24 @@ pub fn upstream_uri(uri: &Uri) -> Option<Uri> {
     Some(Uri::from(path_and_query))
 }
 
-/// How a forward failed.
+/// How a forward failed (see [`crate::pool`] for how each is decided).
 #[derive(Debug)]
 pub enum ForwardFailure {
-    /// No connection could be made: nothing was sent.
+    /// The node refused a connection or did not accept one within
+    /// `--connect-timeout` (also: a connection broke under a request that
+    /// went out, and the node then refused a fresh one). A strike against
+    /// the node ([`crate::passive`]).
     Connect,
+    /// The proxy's own resources ran out (file descriptors, ports): nothing
+    /// was sent, and it says nothing about the node.
+    Local,
+    /// `--max-conns-per-node` connections are open and the short queue is
+    /// full or timed out: nothing was sent.
+    Busy,
     /// The response head did not arrive in time.
     Timeout,
-    /// The connection was reset or refused mid-request: the node is gone.
-    Reset,
-    /// Any other failure before a response head (a malformed answer…).
+    /// Any other failure before a response head (a connection that broke
+    /// though the node still accepts new ones, a malformed answer…).
     Other,
 }
 
@@ -459,37 +474,20 @@ pub async fn send(
             request.headers_mut().insert(header::HOST, host);
         }
     }
-    node.pool().send(request, connect_timeout, timeout).await
+    node.pool()
+        .send(request, connect_timeout, timeout, |kind| {
+            node.count_failure(kind)
+        })
+        .await
 }
 
-/// Whether an error was caused by a connection refused, reset or aborted by
-/// the peer (a node process that died).
-pub(crate) fn is_reset(error: &(dyn StdError + 'static)) -> bool {
+/// Whether an error chain holds a local resource error (the proxy out of
+/// file descriptors or sockets), as opposed to anything about the peer.
+pub(crate) fn is_local(error: &(dyn StdError + 'static)) -> bool {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(error) = current {
         if let Some(io_error) = error.downcast_ref::<io::Error>() {
-            if matches!(
-                io_error.kind(),
-                io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
-            // The client's body failed (the client went away mid-upload):
-            // not the node's fault.
-            if hyper_error.is_user() || hyper_error.is_body_write_aborted() {
-                return false;
-            }
-            // Closed before the answer began: the node went away.
-            if hyper_error.is_incomplete_message()
-                || hyper_error.is_canceled()
-                || hyper_error.is_closed()
-            {
+            if crate::pool::is_local_error(io_error) {
                 return true;
             }
         }

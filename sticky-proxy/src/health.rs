@@ -7,15 +7,18 @@
 //! pure state machine).
 //!
 //! - 200 → the node is up; 503 → draining (alive, keeps its sessions, takes
-//!   no new ones); anything else, a timeout or a connection error → failure.
+//!   no new ones); anything else, a timeout or a connection error → failure;
+//!   a probe the proxy could not even make (out of file descriptors or
+//!   sockets: a local error) → unknown, which changes nothing.
+//! - Every answer's `cobrowse-live-sessions` header is recorded on the node
+//!   (a retiring node is gone once it reports 0, see [`crate::retire`]).
 //! - The very first probe of a node sets its state directly, so the proxy
 //!   knows its nodes a moment after start. After that a down node needs `rise`
 //!   good probes in a row to come back and a live node `fall` failures in a
 //!   row to go down. A live node switching between up and draining is taken
 //!   at its word at once: it announced it.
-//! - Passive detection (a refused or reset connection while forwarding) marks
-//!   a node down outside the loop; the tracker notices and counts `rise` from
-//!   zero.
+//! - Passive detection ([`crate::passive`]) marks a node down outside the
+//!   loop; the tracker notices and counts `rise` from zero.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 use http::{Request, StatusCode, Uri};
 use http_body_util::BodyExt;
+use shared_types::names::LIVE_SESSIONS_HEADER;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -39,6 +43,8 @@ pub enum Probe {
     Draining,
     /// Anything else.
     Failed,
+    /// The proxy could not make the probe (a local error): no verdict.
+    Unknown,
 }
 
 /// One probe of one node.
@@ -71,19 +77,33 @@ impl HttpHealthCheck {
         let Ok(request) = Request::get(uri).body(UpstreamBody::Empty) else {
             return Probe::Failed;
         };
-        let Ok(response) = self.client.request(request).await else {
-            return Probe::Failed;
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(error) if crate::forward::is_local(&error) => {
+                tracing::warn!(node = node.name(), error = %crate::forward::ErrorChain(&error), "cannot probe the node: out of local resources; not counted against it");
+                return Probe::Unknown;
+            }
+            Err(_) => return Probe::Failed,
         };
         let status = response.status();
+        let live = response
+            .headers()
+            .get(LIVE_SESSIONS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
         // Read the (empty) body so the connection goes back to the pool.
         if response.into_body().collect().await.is_err() {
             return Probe::Failed;
         }
-        match status {
+        let probe = match status {
             StatusCode::OK => Probe::Ready,
             StatusCode::SERVICE_UNAVAILABLE => Probe::Draining,
             _ => Probe::Failed,
+        };
+        if probe != Probe::Failed {
+            node.set_live_sessions(live);
         }
+        probe
     }
 }
 
@@ -124,6 +144,8 @@ impl HealthTracker {
             Probe::Ready => NodeState::Up,
             Probe::Draining => NodeState::Draining,
             Probe::Failed => NodeState::Down,
+            // Neither good nor bad: nothing changes, nothing is counted.
+            Probe::Unknown => return None,
         };
         if self.last_set.is_none() {
             return self.set(current, announced);
@@ -146,6 +168,7 @@ impl HealthTracker {
                     return self.set(current, announced);
                 }
             }
+            Probe::Unknown => {}
             Probe::Failed => {
                 self.successes = 0;
                 self.failures = self.failures.saturating_add(1);
@@ -331,6 +354,19 @@ mod tests {
             &[Failed, Probe::Draining, Probe::Draining],
         );
         assert_eq!(states, [Down, Down, Draining]);
+    }
+
+    #[test]
+    fn unknown_probes_change_nothing() {
+        let mut tracker = HealthTracker::new(1, 2);
+        assert_eq!(tracker.observe(Down, Probe::Unknown), None);
+        assert_eq!(tracker.observe(Down, Ready), Some(Up));
+        let states = run(
+            &mut tracker,
+            Up,
+            &[Failed, Probe::Unknown, Probe::Unknown, Ready, Failed],
+        );
+        assert_eq!(states, [Up, Up, Up, Up, Up]);
     }
 
     #[test]

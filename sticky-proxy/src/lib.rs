@@ -12,6 +12,10 @@
 //!   and the [`ProxyHandle`] (reload, node listing).
 //! - [`conn`]: one client connection: the request-head timeout and the
 //!   refusal of a connection over the per-address cap.
+//! - [`body`]: the client's request body: read-ahead, end tracking (an
+//!   answer before its end says `Connection: close`), draining.
+//! - [`cometd_route`]: the node a CometD long-polling body's `clientId`
+//!   names.
 //! - [`affinity`]: pure functions that read what a request is bound to
 //!   (cookie, header, query parameter, session or user path) and which
 //!   budget it is under.
@@ -22,16 +26,23 @@
 //! - [`forward`]: header rewriting, the pooled upstream client, streamed
 //!   bodies and the WebSocket upgrade tunnel.
 //! - [`pool`]: the keep-alive connections to each node that forwarded
-//!   requests use.
-//! - [`nodes`]: membership (nodes, their state and in-flight counts) and the
-//!   atomically swapped snapshot the hot path reads.
+//!   requests use, capped per node; the resend of a request whose kept-alive
+//!   connection broke before the answer.
+//! - [`nodes`]: membership — nodes, their state, phase and in-flight
+//!   counts — and the atomically swapped snapshot the hot path reads.
 //! - [`health`]: active health checks with rise/fall thresholds.
+//! - [`passive`]: what forwarding failures say about a node (strikes,
+//!   immediate probes), so no client can take a healthy node down.
+//! - [`retire`]: nodes a reload removed keep serving their sessions until
+//!   they have none left or `--retire-timeout`.
 //! - [`errors`]: the errors the proxy answers itself, as JSON bodies.
 //! - [`admin`]: the optional admin listener (`/metrics`, `/nodes`).
 
 pub mod admin;
 pub mod affinity;
 pub mod balance;
+pub mod body;
+pub mod cometd_route;
 pub mod config;
 pub mod conn;
 pub mod errors;
@@ -40,7 +51,9 @@ pub mod health;
 pub mod limits;
 pub mod lookup;
 pub mod nodes;
+pub mod passive;
 pub mod pool;
+pub mod retire;
 pub mod server;
 
 pub use config::{Config, ConfigError, NodeSpec};

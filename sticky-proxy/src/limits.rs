@@ -55,15 +55,18 @@ pub enum Reason {
     TooManyConnections,
     SessionAmbiguous,
     HeaderTimeout,
+    /// 503 `server_busy`: no connection to the node could be had.
+    ServerBusy,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::TooManyAttempts,
         Reason::TooManyCreates,
         Reason::TooManyConnections,
         Reason::SessionAmbiguous,
         Reason::HeaderTimeout,
+        Reason::ServerBusy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Reason {
             Reason::TooManyConnections => "too_many_connections",
             Reason::SessionAmbiguous => "session_ambiguous",
             Reason::HeaderTimeout => "header_timeout",
+            Reason::ServerBusy => "server_busy",
         }
     }
 
@@ -83,6 +87,7 @@ impl Reason {
             Reason::TooManyConnections => 2,
             Reason::SessionAmbiguous => 3,
             Reason::HeaderTimeout => 4,
+            Reason::ServerBusy => 5,
         }
     }
 }
@@ -104,7 +109,7 @@ pub struct Limits {
     probe: Budgets,
     create: Budgets,
     connections: Arc<ConnectionLimit>,
-    rejected: [Counter; 5],
+    rejected: [Counter; 6],
     probe_keys: Gauge,
     create_keys: Gauge,
 }

@@ -14,11 +14,17 @@
 //! Owners are cached (moka, TTL and size bound); concurrent lookups of one
 //! token share one round of requests. "Not found" is not cached: a session
 //! being created right now must be found a moment later. When no node claims
-//! the session but one of them did not answer, the answer is
-//! [`Owner::Unanswered`]: the caller must not guess.
+//! the session but some did not answer, or are down and were not asked, the
+//! answer is [`Owner::Unanswered`] naming them as what they are (not as the
+//! owner: the proxy does not know that): the caller must not guess.
+//! Retiring nodes are asked like any other; gone ones are not, and are not
+//! named.
 //!
 //! Entries are dropped when the owner answers 404 for a forwarded request of
-//! the session, when the owner goes down, and when it leaves the membership.
+//! the session, when the owner goes down, and when its name is configured
+//! again for a new node. They are kept while the owner retires and after it
+//! is gone ([`crate::retire`]), so that a request of one of its sessions gets
+//! 503 naming it rather than a 404 from another node.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,9 +47,13 @@ pub enum Owner {
     Found(Arc<Node>),
     /// Every node asked answered 404: the session exists nowhere.
     NotFound,
-    /// No node claimed the session, but this one did not answer (in time):
-    /// the session may well be there, so the request must not go elsewhere.
-    Unanswered(Arc<Node>),
+    /// No node claimed the session, but `silent` did not answer (in time)
+    /// and `down` are down and were not asked: the session may well be on
+    /// one of them, so the request must not go elsewhere.
+    Unanswered {
+        silent: Vec<Arc<Node>>,
+        down: Vec<Arc<Node>>,
+    },
     /// Several nodes answered 200: the request must go to none of them.
     Ambiguous(Vec<Arc<Node>>),
 }
@@ -63,8 +73,11 @@ pub struct OwnerLookup {
 enum NoOwner {
     /// Every node asked said 404, and none is down.
     Absent,
-    /// No node claimed it, and this one did not answer (or is down).
-    Silent(Arc<Node>),
+    /// No node claimed it; these did not answer, these are down.
+    Silent {
+        silent: Vec<Arc<Node>>,
+        down: Vec<Arc<Node>>,
+    },
     /// These nodes all answered 200.
     Ambiguous(Vec<Arc<Node>>),
 }
@@ -112,7 +125,10 @@ impl OwnerLookup {
         match found {
             Ok(node) => Owner::Found(node),
             Err(no_owner) => match &*no_owner {
-                NoOwner::Silent(silent) => Owner::Unanswered(silent.clone()),
+                NoOwner::Silent { silent, down } => Owner::Unanswered {
+                    silent: silent.clone(),
+                    down: down.clone(),
+                },
                 NoOwner::Absent => Owner::NotFound,
                 NoOwner::Ambiguous(nodes) => Owner::Ambiguous(nodes.clone()),
             },
@@ -171,7 +187,7 @@ impl OwnerLookup {
             .cloned()
             .collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut silent: Option<Arc<Node>> = None;
+        let mut silent: Vec<Arc<Node>> = Vec::new();
         // Every node that answered 200: one is the owner, two are a conflict.
         let mut live: Vec<Arc<Node>> = Vec::new();
         // A node that only retains the session as ended (410) is the owner
@@ -190,13 +206,11 @@ impl OwnerLookup {
                 Ok(Some(Answer::NotHere(node))) => pending.retain(|n| !Arc::ptr_eq(n, &node)),
                 Ok(Some(Answer::Silent(node))) => {
                     pending.retain(|n| !Arc::ptr_eq(n, &node));
-                    silent.get_or_insert(node);
+                    silent.push(node);
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    if silent.is_none() {
-                        silent = pending.first().cloned();
-                    }
+                    silent.append(&mut pending);
                     if live.is_empty() && ended.is_none() {
                         tracing::warn!(%token, "owner lookup timed out: answering 503 rather than guessing");
                     }
@@ -229,15 +243,18 @@ impl OwnerLookup {
         if let Some(owner) = live.pop().or(ended) {
             return Ok(owner);
         }
-        if silent.is_none() {
-            // A node that is down was not asked, and its sessions may be the
-            // one: say so rather than send the request elsewhere.
-            silent = nodes
-                .iter()
-                .find(|node| node.state() == NodeState::Down)
-                .cloned();
+        // A node that is down was not asked, and its sessions may be the
+        // one: say so rather than send the request elsewhere. (A gone node's
+        // sessions are given up: it is not named.)
+        let down: Vec<Arc<Node>> = nodes
+            .present()
+            .filter(|node| node.state() == NodeState::Down)
+            .cloned()
+            .collect();
+        if silent.is_empty() && down.is_empty() {
+            return Err(NoOwner::Absent);
         }
-        Err(silent.map_or(NoOwner::Absent, NoOwner::Silent))
+        Err(NoOwner::Silent { silent, down })
     }
 }
 

@@ -6,13 +6,22 @@
 //! requests already under way keep the `Arc<Node>` they were routed to.
 //! A node's state and in-flight count are atomics on the node itself, so a
 //! health transition never rebuilds the set.
+//!
+//! Besides its health state (up, draining, down) a node has a [`Phase`]: a
+//! configured node is `Active`; a node a reload removed is `Retiring` (it
+//! gets no new work, but the requests bound to it still reach it while it
+//! answers, see [`crate::retire`]); a retired node is `Gone` (down for good:
+//! its bound requests get 503 naming it, and no lookup asks it). Retiring
+//! and gone nodes stay in the [`NodeSet`] so that a cookie, header, query
+//! or `clientId` naming them still resolves.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
-use crate::pool::ConnectionPool;
+use crate::passive::Passive;
+use crate::pool::{ConnectionPool, PoolLimits};
 use http::uri::Authority;
 use http::StatusCode;
 use metrics::{Counter, Gauge};
@@ -40,7 +49,8 @@ impl NodeState {
         }
     }
 
-    /// Value of the `proxy_node_state` gauge: 1 up, 0.5 draining, 0 down.
+    /// Value of the `proxy_node_state` gauge: 1 up, 0.5 draining, 0 down
+    /// (0.25 retiring: see [`Node::gauge_value`]).
     pub fn gauge_value(self) -> f64 {
         match self {
             NodeState::Up => 1.0,
@@ -72,6 +82,85 @@ impl std::fmt::Display for NodeState {
     }
 }
 
+/// Where a node is in the configuration's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Configured: takes new sessions when up.
+    Active,
+    /// Removed by a reload, still serving what is bound to it.
+    Retiring,
+    /// Retired: down for good.
+    Gone,
+}
+
+impl Phase {
+    fn to_u8(self) -> u8 {
+        match self {
+            Phase::Active => 0,
+            Phase::Retiring => 1,
+            Phase::Gone => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Phase::Active,
+            1 => Phase::Retiring,
+            _ => Phase::Gone,
+        }
+    }
+}
+
+/// Value of `proxy_node_state` for a retiring node that still answers.
+pub const RETIRING_GAUGE: f64 = 0.25;
+
+/// Why a forward to a node failed, for `proxy_upstream_failures_total{node,kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A connect refused or timed out (a strike, see [`crate::passive`]).
+    Connect,
+    /// The proxy's own resources ran out (EMFILE, ENFILE, EADDRNOTAVAIL…).
+    Local,
+    /// `--max-conns-per-node` reached and the queue full or timed out.
+    Busy,
+    /// The connection broke before an answer (the node still accepted a
+    /// fresh one): 502.
+    Broken,
+    /// Sent again once on a fresh connection after a kept-alive one broke
+    /// before any answer.
+    Resent,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Connect,
+        FailureKind::Local,
+        FailureKind::Busy,
+        FailureKind::Broken,
+        FailureKind::Resent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Local => "local",
+            FailureKind::Busy => "busy",
+            FailureKind::Broken => "broken",
+            FailureKind::Resent => "resent",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            FailureKind::Connect => 0,
+            FailureKind::Local => 1,
+            FailureKind::Busy => 2,
+            FailureKind::Broken => 3,
+            FailureKind::Resent => 4,
+        }
+    }
+}
+
 /// One session node.
 #[derive(Debug)]
 pub struct Node {
@@ -79,29 +168,52 @@ pub struct Node {
     url: Box<str>,
     authority: Authority,
     state: AtomicU8,
+    phase: AtomicU8,
+    /// Live sessions its last health answer reported; -1: unknown.
+    live_sessions: AtomicI64,
     in_flight: AtomicUsize,
     requests: RequestCounters,
     state_gauge: Gauge,
+    failures: [Counter; 5],
     /// Keep-alive connections for requests forwarded to this node.
     pool: Arc<ConnectionPool>,
+    /// Strikes of passive detection.
+    passive: Passive,
 }
 
 impl Node {
     /// A node starts `Down`: it takes no traffic until its first health check
     /// answers (the server runs that check before it accepts connections).
+    /// Its pool has the default limits.
     pub fn new(spec: &NodeSpec) -> Self {
+        Node::with_limits(spec, PoolLimits::default())
+    }
+
+    /// A node whose connection pool has `limits`.
+    pub fn with_limits(spec: &NodeSpec, limits: PoolLimits) -> Self {
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let state_gauge = metrics::gauge!("proxy_node_state", "node" => name.clone());
         state_gauge.set(NodeState::Down.gauge_value());
+        let failures = FailureKind::ALL.map(|kind| {
+            metrics::counter!(
+                "proxy_upstream_failures_total",
+                "node" => name.clone(),
+                "kind" => kind.as_str()
+            )
+        });
         Node {
             requests: RequestCounters::new(name.clone()),
-            name,
             url: spec.url.clone().into_boxed_str(),
-            pool: ConnectionPool::new(&spec.authority),
+            pool: ConnectionPool::new(&spec.authority, limits),
             authority: spec.authority.clone(),
             state: AtomicU8::new(NodeState::Down.to_u8()),
+            phase: AtomicU8::new(Phase::Active.to_u8()),
+            live_sessions: AtomicI64::new(-1),
             in_flight: AtomicUsize::new(0),
             state_gauge,
+            failures,
+            passive: Passive::default(),
+            name,
         }
     }
 
@@ -131,18 +243,117 @@ impl Node {
         NodeState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Up, not draining: may take new sessions.
+    /// Up, not draining, not retiring: may take new sessions.
     pub fn is_ready(&self) -> bool {
-        self.state() == NodeState::Up
+        self.state() == NodeState::Up && self.phase() == Phase::Active
     }
 
-    /// Sets the state and returns the previous one.
+    /// Sets the state and returns the previous one. A gone node stays down.
     pub fn set_state(&self, state: NodeState) -> NodeState {
+        let state = if self.is_gone() {
+            NodeState::Down
+        } else {
+            state
+        };
         let previous = NodeState::from_u8(self.state.swap(state.to_u8(), Ordering::AcqRel));
         if previous != state {
-            self.state_gauge.set(state.gauge_value());
+            self.refresh_gauge();
         }
         previous
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.phase() == Phase::Retiring
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.phase() == Phase::Gone
+    }
+
+    /// A reload removed the node: no new work, bound requests still come.
+    /// The live-session count is forgotten so that only a health answer
+    /// from after the removal can end the retirement.
+    pub fn begin_retire(&self) {
+        self.live_sessions.store(-1, Ordering::Release);
+        let _ = self.phase.compare_exchange(
+            Phase::Active.to_u8(),
+            Phase::Retiring.to_u8(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.refresh_gauge();
+    }
+
+    /// A later reload configured the node again: it is normal again.
+    pub fn cancel_retire(&self) {
+        let _ = self.phase.compare_exchange(
+            Phase::Retiring.to_u8(),
+            Phase::Active.to_u8(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.refresh_gauge();
+    }
+
+    /// Retired (or replaced): down for good, so that nothing still holding
+    /// it — a lookup that finished after the reload, a cookie — can send it
+    /// a request.
+    pub fn set_gone(&self) {
+        self.phase.store(Phase::Gone.to_u8(), Ordering::Release);
+        self.state.store(NodeState::Down.to_u8(), Ordering::Release);
+        self.refresh_gauge();
+    }
+
+    /// The state `/nodes` shows: `retiring` for a retiring node that still
+    /// answers, else the health state.
+    pub fn view_state(&self) -> &'static str {
+        let state = self.state();
+        if self.is_retiring() && state != NodeState::Down {
+            "retiring"
+        } else {
+            state.as_str()
+        }
+    }
+
+    /// `proxy_node_state`: 1 up, 0.5 draining, [`RETIRING_GAUGE`] retiring
+    /// (and answering), 0 down or gone.
+    pub fn gauge_value(&self) -> f64 {
+        let state = self.state();
+        match self.phase() {
+            Phase::Active => state.gauge_value(),
+            Phase::Retiring if state != NodeState::Down => RETIRING_GAUGE,
+            Phase::Retiring | Phase::Gone => 0.0,
+        }
+    }
+
+    fn refresh_gauge(&self) {
+        self.state_gauge.set(self.gauge_value());
+    }
+
+    /// The live sessions the node's last health answer reported.
+    pub fn live_sessions(&self) -> Option<u64> {
+        u64::try_from(self.live_sessions.load(Ordering::Acquire)).ok()
+    }
+
+    /// Records a health answer's `cobrowse-live-sessions` (`None`: absent).
+    pub fn set_live_sessions(&self, live: Option<u64>) {
+        let value = live.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        self.live_sessions.store(value, Ordering::Release);
+    }
+
+    pub fn passive(&self) -> &Passive {
+        &self.passive
+    }
+
+    /// Counts one forwarding failure (or resend).
+    pub fn count_failure(&self, kind: FailureKind) {
+        if let Some(counter) = self.failures.get(kind.index()) {
+            counter.increment(1);
+        }
     }
 
     /// Requests (and tunnels) currently forwarded to this node.
@@ -159,15 +370,6 @@ impl Node {
     /// Counts one answered request in `proxy_requests_total`.
     pub fn count_response(&self, status: StatusCode) {
         self.requests.count(status);
-    }
-
-    /// Called when a reload removes the node: its gauge reads 0 (it takes no
-    /// traffic any more), while requests already forwarded to it finish.
-    pub fn retire(&self) {
-        // Down, so that nothing still holding it (a lookup that finished
-        // after the reload and cached it) can send it a request.
-        self.set_state(NodeState::Down);
-        self.state_gauge.set(0.0);
     }
 
     /// Whether this is the same configured node (same name, same URL).
@@ -267,9 +469,15 @@ impl NodeSet {
         self.nodes.is_empty()
     }
 
-    /// At least one node is up and not draining.
+    /// At least one node is up, not draining and not retiring.
     pub fn any_ready(&self) -> bool {
         self.nodes.iter().any(|node| node.is_ready())
+    }
+
+    /// The nodes that are not gone (what `/nodes` shows, what lookups
+    /// consider).
+    pub fn present(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes.iter().filter(|node| !node.is_gone())
     }
 }
 
@@ -294,6 +502,32 @@ mod tests {
         node.set_state(NodeState::Draining);
         assert!(!node.is_ready());
         assert_eq!(node.state().as_str(), "draining");
+    }
+
+    #[test]
+    fn retiring_nodes_take_no_new_work_and_gone_ones_stay_down() {
+        let node = Node::new(&spec("node-1", 1));
+        node.set_state(NodeState::Up);
+        node.set_live_sessions(Some(3));
+        node.begin_retire();
+        assert!(!node.is_ready());
+        assert_eq!(node.view_state(), "retiring");
+        assert_eq!(node.gauge_value(), RETIRING_GAUGE);
+        assert_eq!(node.live_sessions(), None, "only a fresh count counts");
+        node.set_state(NodeState::Down);
+        assert_eq!(node.view_state(), "down");
+        assert_eq!(node.gauge_value(), 0.0);
+        node.set_state(NodeState::Draining);
+        node.cancel_retire();
+        assert_eq!(node.view_state(), "draining");
+        node.set_state(NodeState::Up);
+        assert!(node.is_ready(), "re-added: normal again");
+        node.begin_retire();
+        node.set_gone();
+        node.set_state(NodeState::Up);
+        assert_eq!(node.state(), NodeState::Down, "gone is down for good");
+        node.cancel_retire();
+        assert!(node.is_gone());
     }
 
     #[test]

@@ -13,65 +13,198 @@
 //! early (client gone) loses its connection, which hyper then closes. Taking
 //! the most recently used connection first leaves the stale ones at the
 //! bottom, where the node's own idle timeout closes them; a closed one is
-//! skipped. A request that hyper hands back unsent (the node closed a kept
-//! connection just before) is sent once more on a fresh connection.
+//! skipped.
+//!
+//! **The cap** (`--max-conns-per-node`, [`PoolLimits`]): every open
+//! connection (in use or idle) holds a permit; a request that needs a new
+//! connection and finds none waits at most `queue_wait` (the connect
+//! timeout), with at most [`QUEUE_LEN`] others, then fails
+//! [`ForwardFailure::Busy`] (503 `server_busy`). A WebSocket tunnel gives
+//! its permit back when it leaves the pool. Kept at most the node's listen
+//! backlog, a burst from this proxy cannot overflow it.
+//!
+//! **When a connection breaks before the answer:**
+//! - the request was not sent at all (hyper hands it back), or it is safe
+//!   to send again (GET, HEAD or OPTIONS without a body) and its kept-alive
+//!   connection broke: it is sent once more on a fresh connection to the
+//!   **same** node; if that connect is refused or times out the answer is
+//!   [`ForwardFailure::Connect`] (503 `session_server_unavailable`);
+//! - otherwise (a body went out): the node is asked for a fresh
+//!   connection. Refused or timed out: [`ForwardFailure::Connect`] — the
+//!   node is gone (a killed node under a held long-poll gives 503, not 502).
+//!   Accepted: [`ForwardFailure::Other`] (502) — it was a keep-alive race,
+//!   an oversized body the node refused and closed on, or the like; the
+//!   fresh connection joins the idle stack.
+//!
+//! Local errors (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM) are
+//! [`ForwardFailure::Local`]: they say nothing about the node.
 
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use nix::errno::Errno;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNS_PER_NODE};
 use crate::forward::{ForwardFailure, UpstreamBody};
+use crate::nodes::FailureKind;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE: usize = 512;
 
+/// Requests that may wait for a free connection to one node at once; one
+/// more is refused at once.
+pub const QUEUE_LEN: usize = 128;
+
 type Sender = SendRequest<UpstreamBody>;
+
+/// How many connections a pool may hold, and how long a request waits for
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// 0: no cap.
+    pub max_conns: u32,
+    pub queue_wait: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_conns: DEFAULT_MAX_CONNS_PER_NODE,
+            queue_wait: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// One open connection and what it holds.
+#[derive(Debug)]
+struct Conn {
+    sender: Sender,
+    _permit: Option<OwnedSemaphorePermit>,
+    _open: OpenGuard,
+}
+
+/// Counts a connection in [`ConnectionPool::open_connections`].
+#[derive(Debug)]
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug)]
 pub struct ConnectionPool {
     /// `host:port` to connect to.
     address: Box<str>,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<Conn>>,
+    permits: Option<Arc<Semaphore>>,
+    waiting: AtomicUsize,
+    queue_wait: Duration,
+    open: Arc<AtomicUsize>,
 }
 
 /// A connection on loan to one request; give it back when its response is
-/// done.
+/// done. Dropped instead (a tunnel, a broken body), the connection closes
+/// and its permit is free.
 #[derive(Debug)]
 pub struct Lease {
-    sender: Sender,
+    conn: Conn,
     pool: Arc<ConnectionPool>,
 }
 
 impl Lease {
-    /// Puts the connection back on its pool's stack.
+    /// Puts the connection back on its pool's stack — unless requests are
+    /// waiting for a permit: then it closes, so that one of them gets its
+    /// permit at once.
     pub fn give_back(self) {
+        if self.pool.waiting.load(Ordering::Acquire) > 0 {
+            return;
+        }
         let mut idle = self
             .pool
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(self.sender);
+            idle.push(self.conn);
         }
     }
 }
 
+/// Whether a request may be sent again after its connection broke though
+/// it went out: a GET, HEAD or OPTIONS without a body.
+fn safe_to_resend(request: &Request<UpstreamBody>) -> bool {
+    matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && request.body().is_end_stream()
+}
+
+/// A bodiless copy of a request head, to send it again.
+fn copy_request(request: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let mut copy = Request::new(UpstreamBody::Empty);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Whether a failed connect (or socket creation) is the proxy's own trouble:
+/// out of file descriptors, ports or buffers. Those never count against the
+/// node.
+pub fn is_local_error(error: &io::Error) -> bool {
+    error.raw_os_error().is_some_and(|code| {
+        matches!(
+            Errno::from_raw(code),
+            Errno::EMFILE
+                | Errno::ENFILE
+                | Errno::EADDRNOTAVAIL
+                | Errno::EADDRINUSE
+                | Errno::ENOBUFS
+                | Errno::ENOMEM
+        )
+    })
+}
+
+/// What a failed connect means.
+pub fn connect_failure(error: &io::Error) -> ForwardFailure {
+    if is_local_error(error) {
+        ForwardFailure::Local
+    } else {
+        ForwardFailure::Connect
+    }
+}
+
 impl ConnectionPool {
-    pub fn new(authority: &Authority) -> Arc<Self> {
+    pub fn new(authority: &Authority, limits: PoolLimits) -> Arc<Self> {
         let address = format!(
             "{}:{}",
             authority.host(),
             authority.port_u16().unwrap_or(80)
         );
+        let permits = (limits.max_conns > 0).then(|| {
+            let permits = usize::try_from(limits.max_conns).unwrap_or(usize::MAX);
+            Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS)))
+        });
         Arc::new(ConnectionPool {
             address: address.into_boxed_str(),
             idle: Mutex::new(Vec::new()),
+            permits,
+            waiting: AtomicUsize::new(0),
+            queue_wait: limits.queue_wait,
+            open: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -83,35 +216,66 @@ impl ConnectionPool {
             .len()
     }
 
-    fn pop_idle(&self) -> Option<Sender> {
+    /// Open connections (in use or idle; tunnels excluded).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn pop_idle(&self) -> Option<Conn> {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
     }
 
-    /// A ready connection: an idle one, or a new one.
-    async fn checkout(&self, connect_timeout: Duration) -> Result<(Sender, bool), ForwardFailure> {
-        while let Some(mut sender) = self.pop_idle() {
-            if sender.is_closed() {
+    /// A permit for a new connection: at once, or after a short wait in
+    /// the bounded queue, or [`ForwardFailure::Busy`].
+    async fn permit(&self) -> Result<Option<OwnedSemaphorePermit>, ForwardFailure> {
+        let Some(permits) = &self.permits else {
+            return Ok(None);
+        };
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= QUEUE_LEN {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(ForwardFailure::Busy);
+        }
+        let waited = tokio::time::timeout(self.queue_wait, permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(ForwardFailure::Busy),
+        }
+    }
+
+    /// A ready connection: an idle one, or a new one. `true` when reused.
+    async fn checkout(&self, connect_timeout: Duration) -> Result<(Conn, bool), ForwardFailure> {
+        while let Some(mut conn) = self.pop_idle() {
+            if conn.sender.is_closed() {
                 continue;
             }
             // Normally ready at once; a response body finished an instant
             // ago may need its connection task to run first.
-            if sender.ready().await.is_ok() {
-                return Ok((sender, true));
+            if conn.sender.ready().await.is_ok() {
+                return Ok((conn, true));
             }
         }
-        Ok((self.connect(connect_timeout).await?, false))
+        let permit = self.permit().await?;
+        Ok((self.connect(permit, connect_timeout).await?, false))
     }
 
-    async fn connect(&self, connect_timeout: Duration) -> Result<Sender, ForwardFailure> {
+    async fn connect(
+        &self,
+        permit: Option<OwnedSemaphorePermit>,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ForwardFailure> {
         let stream =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(&*self.address)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(address = %self.address, %error, "connect to node failed");
-                    return Err(ForwardFailure::Connect);
+                    return Err(connect_failure(&error));
                 }
                 Err(_) => {
                     tracing::debug!(address = %self.address, "connect to node timed out");
@@ -122,55 +286,105 @@ impl ConnectionPool {
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|_| ForwardFailure::Connect)?;
+            .map_err(|_| ForwardFailure::Other)?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "node connection ended with an error");
             }
         });
-        Ok(sender)
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn {
+            sender,
+            _permit: permit,
+            _open: OpenGuard(self.open.clone()),
+        })
+    }
+
+    /// After a connection broke under a request that cannot be sent again:
+    /// does the node still take connections? Refused or timed out: it is
+    /// gone ([`ForwardFailure::Connect`]). Taken: a 502, and the fresh
+    /// connection joins the idle stack.
+    async fn after_break(&self, connect_timeout: Duration) -> ForwardFailure {
+        let permit = match &self.permits {
+            Some(permits) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                // Every permit in use: the node is evidently taking
+                // connections.
+                Err(_) => return ForwardFailure::Other,
+            },
+            None => None,
+        };
+        match self.connect(permit, connect_timeout).await {
+            Ok(conn) => {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+                ForwardFailure::Other
+            }
+            Err(failure) => failure,
+        }
     }
 
     /// Sends `request` (origin-form URI, `Host` as the client sent it) and
     /// waits at most `timeout` for the response head. The lease comes back
-    /// with the response, to be given back when its body is done.
+    /// with the response, to be given back when its body is done. `counted`
+    /// is told about resends and broken connections.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
         connect_timeout: Duration,
         timeout: Duration,
+        counted: impl Fn(FailureKind),
     ) -> Result<(Response<Incoming>, Lease), ForwardFailure> {
         let exchange = async {
-            let (mut sender, reused) = self.checkout(connect_timeout).await?;
-            let request = match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, sender)),
-                Err(mut error) => match error.take_message() {
-                    // Not sent: a kept connection the node had just closed.
-                    Some(request) if reused => request,
-                    // Sent (at least partly) on a kept connection that then
-                    // broke: that may be a keep-alive race rather than a dead
-                    // node, so it says 502 and leaves the node's state to the
-                    // health checks and to the next connect.
-                    None if reused => {
-                        classify(error.error());
-                        return Err(ForwardFailure::Other);
-                    }
-                    _ => return Err(classify(error.error())),
-                },
+            let (mut conn, reused) = self.checkout(connect_timeout).await?;
+            let copy = (reused && safe_to_resend(&request)).then(|| copy_request(&request));
+            let again = match conn.sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(mut error) => {
+                    tracing::debug!(
+                        error = %crate::forward::ErrorChain(error.error()),
+                        reused,
+                        "node connection broke before the answer"
+                    );
+                    // Not sent at all, or safe to send again.
+                    error.take_message().or(copy)
+                }
             };
-            let mut sender = self.connect(connect_timeout).await?;
-            match sender.try_send_request(request).await {
-                Ok(response) => Ok((response, sender)),
-                Err(error) => Err(classify(error.error())),
+            // The broken connection's permit goes to the fresh one.
+            let Conn {
+                sender,
+                _permit: permit,
+                _open: open,
+            } = conn;
+            drop((sender, open));
+            let Some(request) = again else {
+                drop(permit);
+                let failure = self.after_break(connect_timeout).await;
+                if matches!(failure, ForwardFailure::Other) {
+                    counted(FailureKind::Broken);
+                }
+                return Err(failure);
+            };
+            counted(FailureKind::Resent);
+            let mut fresh = self.connect(permit, connect_timeout).await?;
+            match fresh.sender.try_send_request(request).await {
+                Ok(response) => Ok((response, fresh)),
+                Err(error) => {
+                    tracing::debug!(error = %crate::forward::ErrorChain(error.error()), "a fresh node connection broke before the answer");
+                    counted(FailureKind::Broken);
+                    Err(ForwardFailure::Other)
+                }
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(ForwardFailure::Timeout),
             Ok(Err(failure)) => Err(failure),
-            Ok(Ok((response, sender))) => Ok((
+            Ok(Ok((response, conn))) => Ok((
                 response,
                 Lease {
-                    sender,
+                    conn,
                     pool: Arc::clone(self),
                 },
             )),
@@ -178,12 +392,90 @@ impl ConnectionPool {
     }
 }
 
-/// How a request that was (at least partly) sent failed.
-fn classify(error: &hyper::Error) -> ForwardFailure {
-    tracing::debug!(error = %crate::forward::ErrorChain(error), "forward to node failed");
-    if crate::forward::is_reset(error) {
-        ForwardFailure::Reset
-    } else {
-        ForwardFailure::Other
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_errors_are_told_from_node_failures() {
+        for local in [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::EADDRNOTAVAIL,
+            Errno::ENOBUFS,
+        ] {
+            let error = io::Error::from_raw_os_error(local as i32);
+            assert!(is_local_error(&error), "{local}");
+            assert!(matches!(connect_failure(&error), ForwardFailure::Local));
+        }
+        for node in [Errno::ECONNREFUSED, Errno::ETIMEDOUT, Errno::EHOSTUNREACH] {
+            let error = io::Error::from_raw_os_error(node as i32);
+            assert!(!is_local_error(&error), "{node}");
+            assert!(matches!(connect_failure(&error), ForwardFailure::Connect));
+        }
+        assert!(!is_local_error(&io::Error::other("no errno")));
+    }
+
+    #[test]
+    fn only_bodiless_safe_methods_are_resent() {
+        let request = |method: Method, body: UpstreamBody| {
+            let mut request = Request::new(body);
+            *request.method_mut() = method;
+            request
+        };
+        assert!(safe_to_resend(&request(Method::GET, UpstreamBody::Empty)));
+        assert!(safe_to_resend(&request(Method::HEAD, UpstreamBody::Empty)));
+        assert!(safe_to_resend(&request(
+            Method::OPTIONS,
+            UpstreamBody::Empty
+        )));
+        assert!(!safe_to_resend(&request(Method::POST, UpstreamBody::Empty)));
+        assert!(!safe_to_resend(&request(
+            Method::DELETE,
+            UpstreamBody::Empty
+        )));
+    }
+
+    #[tokio::test]
+    async fn the_cap_queues_briefly_then_says_busy() {
+        let authority: Authority = "127.0.0.1:1".parse().unwrap();
+        let pool = ConnectionPool::new(
+            &authority,
+            PoolLimits {
+                max_conns: 1,
+                queue_wait: Duration::from_millis(20),
+            },
+        );
+        let held = pool.permit().await.unwrap();
+        assert!(held.is_some());
+        assert!(matches!(pool.permit().await, Err(ForwardFailure::Busy)));
+        drop(held);
+        assert!(pool.permit().await.unwrap().is_some(), "free again");
+        let unlimited = ConnectionPool::new(
+            &authority,
+            PoolLimits {
+                max_conns: 0,
+                queue_wait: Duration::ZERO,
+            },
+        );
+        assert!(unlimited.permit().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_node_failure() {
+        // A port nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        drop(listener);
+        let pool = ConnectionPool::new(&authority, PoolLimits::default());
+        assert!(matches!(
+            pool.connect(None, Duration::from_secs(1)).await,
+            Err(ForwardFailure::Connect)
+        ));
+        assert!(matches!(
+            pool.after_break(Duration::from_secs(1)).await,
+            ForwardFailure::Connect
+        ));
+        assert_eq!(pool.open_connections(), 0);
     }
 }

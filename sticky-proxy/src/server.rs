@@ -2,12 +2,18 @@
 //! and the [`ProxyHandle`] that reloads the membership.
 //!
 //! Routing of one request (see [`crate::affinity`] for how it is read):
-//! the proxy's own `/health`; a named node (cookie, header, query); the owner
-//! of the session in the path (cache, else asked of the nodes); otherwise a
-//! ready node by round-robin. A bound request is never sent to another node:
-//! if its node is down or refuses the connection the client gets 503
-//! `session_server_unavailable`. An unbound request whose connection could
-//! not be established (nothing sent) is tried on the next ready node.
+//! the proxy's own `/health`; for a CometD long-polling POST the node its
+//! body's `clientId` names ([`crate::cometd_route`]); a named node (cookie,
+//! header, query); the owner of the session in the path (cache, else asked of
+//! the nodes); otherwise a ready node by round-robin. A bound request is
+//! never sent to another node: if its node is down or refuses the connection
+//! the client gets 503 `session_server_unavailable`. An unbound request whose
+//! connection could not be established (nothing sent) is tried on the next
+//! ready node. Forwarding and its failures are in `server/forwarding.rs`,
+//! the reload and retiring of removed nodes in `server/reload.rs`.
+//!
+//! An answer given before the request's body was read to its end says
+//! `Connection: close` ([`crate::body`]).
 //!
 //! Before routing, the limits of [`crate::limits`]: a connection over
 //! `--max-connections-per-client` is refused at the accept; a token-revealing
@@ -17,38 +23,46 @@
 //! request head slower than `--header-timeout` closes its connection
 //! ([`crate::conn`]).
 
+mod forwarding;
+mod reload;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body::Body;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::Counter;
+use shared_types::bayeux::node_of_client_id;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
+use self::forwarding::{
+    ambiguous, early, forward_bound, forward_cached, forward_unbound, session_unreachable,
+};
+use self::reload::Member;
 use crate::admin::{self, NodeView};
-use crate::affinity::{self, Guard, Paths, SessionToken, Target, Via};
-use crate::balance::{RoundRobin, Selection};
+use crate::affinity::{self, Guard, Paths, Target, Via};
+use crate::balance::RoundRobin;
+use crate::body::ClientBody;
+use crate::cometd_route;
 use crate::config::{Config, ConfigError};
 use crate::conn::{AnsweredBody, ClientConn, ClientIo};
 use crate::errors::{empty_response, ProxyError};
-use crate::forward::{
-    self, is_websocket_upgrade, prepare_request, prepare_response, upstream_uri, BodySlot,
-    ClientInfo, ForwardFailure, ProxyBody, UpstreamBody,
+use crate::forward::{self, ClientInfo, ForwardFailure, ProxyBody, UpstreamBody};
+use crate::health::{
+    spawn_health_loop, HealthCheck, HealthTask, HealthTracker, HttpHealthCheck, OnTransition, Probe,
 };
-use crate::health::{spawn_health_loop, HealthTask, HealthTracker, HttpHealthCheck, OnTransition};
 use crate::limits::{self, Limits, Reason};
 use crate::lookup::{Owner, OwnerLookup};
-use crate::nodes::{InFlight, Membership, Node, NodeSet, NodeState, RequestCounters};
-use crate::pool::Lease;
+use crate::nodes::{Membership, Node, NodeSet, NodeState, RequestCounters};
+use crate::passive::Verdict;
+use crate::pool::{Lease, PoolLimits};
 
 /// hyper's default read buffer limit (8 KiB + 100 × 4 KiB); `--max-head-size`
 /// above it raises the buffer too.
@@ -57,6 +71,7 @@ const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 /// How a request was routed, for `proxy_routing_decisions_total{kind}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    ClientId,
     Cookie,
     Header,
     Query,
@@ -67,7 +82,8 @@ pub enum Decision {
 }
 
 impl Decision {
-    const ALL: [Decision; 7] = [
+    const ALL: [Decision; 8] = [
+        Decision::ClientId,
         Decision::Cookie,
         Decision::Header,
         Decision::Query,
@@ -79,6 +95,7 @@ impl Decision {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Decision::ClientId => "client_id",
             Decision::Cookie => "cookie",
             Decision::Header => "header",
             Decision::Query => "query",
@@ -91,18 +108,20 @@ impl Decision {
 
     fn index(self) -> usize {
         match self {
-            Decision::Cookie => 0,
-            Decision::Header => 1,
-            Decision::Query => 2,
-            Decision::LookupHit => 3,
-            Decision::LookupMiss => 4,
-            Decision::Balanced => 5,
-            Decision::Unavailable => 6,
+            Decision::ClientId => 0,
+            Decision::Cookie => 1,
+            Decision::Header => 2,
+            Decision::Query => 3,
+            Decision::LookupHit => 4,
+            Decision::LookupMiss => 5,
+            Decision::Balanced => 6,
+            Decision::Unavailable => 7,
         }
     }
 
     fn of(via: Via) -> Self {
         match via {
+            Via::ClientId => Decision::ClientId,
             Via::Cookie => Decision::Cookie,
             Via::Header => Decision::Header,
             Via::Query => Decision::Query,
@@ -119,9 +138,10 @@ struct Shared {
     balancer: RoundRobin,
     lookup: Arc<OwnerLookup>,
     health_check: Arc<HttpHealthCheck>,
-    /// Health loops by node; also serialises reloads.
-    health_tasks: Mutex<Vec<(Arc<Node>, HealthTask)>>,
-    decisions: [Counter; 7],
+    /// The tasks of every node (health loop, retirement watcher); also
+    /// serialises reloads and the ends of retirements.
+    members: Mutex<Vec<Member>>,
+    decisions: [Counter; 8],
     /// `proxy_requests_total{node="-"}`: answers no node took part in.
     own_requests: RequestCounters,
     /// Budgets and the connection cap.
@@ -157,11 +177,42 @@ impl Shared {
         .await
     }
 
-    /// Passive detection: the node refused or reset a connection.
-    fn mark_down(&self, node: &Arc<Node>, why: &str) {
-        if node.set_state(NodeState::Down) != NodeState::Down {
-            tracing::warn!(node = node.name(), why, "node marked down");
-            self.lookup.forget_node(node);
+    /// A connect to `node` was refused or timed out ([`crate::passive`]):
+    /// probe it now, or mark it down after enough strikes.
+    fn strike(&self, node: &Arc<Node>) {
+        match node.passive().strike() {
+            Verdict::Down => mark_down(
+                &self.lookup,
+                node,
+                "several connects in a row were refused or timed out",
+            ),
+            Verdict::Probe => {
+                let node = node.clone();
+                let check = self.health_check.clone();
+                let lookup = self.lookup.clone();
+                self.runtime.spawn(async move {
+                    let probe = check.check(&node).await;
+                    node.passive().probe_done();
+                    if probe == Probe::Failed {
+                        mark_down(&lookup, &node, "a connect failed and so did a health probe");
+                    } else {
+                        tracing::debug!(
+                            node = node.name(),
+                            ?probe,
+                            "a connect failed but the node answers its health check"
+                        );
+                    }
+                });
+            }
+            Verdict::Wait => {}
+        }
+    }
+
+    /// The limits of every node's connection pool.
+    fn pool_limits(&self) -> PoolLimits {
+        PoolLimits {
+            max_conns: self.config.max_conns_per_node,
+            queue_wait: self.config.connect_timeout,
         }
     }
 
@@ -181,6 +232,14 @@ impl Shared {
             HealthTracker::new(self.config.rise, self.config.fall),
             on_transition,
         )
+    }
+}
+
+/// Passive verdict: the node is down (until its health checks say otherwise).
+fn mark_down(lookup: &OwnerLookup, node: &Arc<Node>, why: &str) {
+    if node.set_state(NodeState::Down) != NodeState::Down {
+        tracing::warn!(node = node.name(), why, "node marked down");
+        lookup.forget_node(node);
     }
 }
 
@@ -295,10 +354,14 @@ impl Proxy {
             paths.health(),
             config.health_timeout,
         ));
+        let pool_limits = PoolLimits {
+            max_conns: config.max_conns_per_node,
+            queue_wait: config.connect_timeout,
+        };
         let nodes: Vec<Arc<Node>> = config
             .nodes
             .iter()
-            .map(|spec| Arc::new(Node::new(spec)))
+            .map(|spec| Arc::new(Node::with_limits(spec, pool_limits)))
             .collect();
         let membership = Arc::new(Membership::from_pointee(NodeSet::new(nodes.clone())));
         let decisions = Decision::ALL.map(|decision| {
@@ -311,7 +374,7 @@ impl Proxy {
             balancer: RoundRobin::new(),
             lookup,
             health_check,
-            health_tasks: Mutex::new(Vec::new()),
+            members: Mutex::new(Vec::new()),
             decisions,
             own_requests: RequestCounters::new(Arc::from("-")),
             limits,
@@ -323,14 +386,18 @@ impl Proxy {
         });
         let mut first_probes = Vec::with_capacity(nodes.len());
         {
-            let mut tasks = shared
-                .health_tasks
+            let mut members = shared
+                .members
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for node in nodes {
-                let mut task = shared.spawn_health(&node);
-                first_probes.extend(task.take_first_probe());
-                tasks.push((node, task));
+                let mut health = shared.spawn_health(&node);
+                first_probes.extend(health.take_first_probe());
+                members.push(Member {
+                    node,
+                    _health: health,
+                    retire: None,
+                });
             }
         }
         Ok(Proxy {
@@ -440,7 +507,7 @@ impl Proxy {
                 head_timeouts.clone(),
             );
             let conn_shared = shared.clone();
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let shared = conn_shared.clone();
                 let client = client.clone();
                 client.head_received();
@@ -498,7 +565,7 @@ impl Proxy {
         let _ = shared.tunnel_stop.send(true);
         let _ = admin_stop.send(true);
         shared
-            .health_tasks
+            .members
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -516,7 +583,10 @@ pub struct ProxyHandle {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadSummary {
     pub added: Vec<String>,
+    /// Removed by this reload: now retiring.
     pub removed: Vec<String>,
+    /// Retiring nodes this reload configured again.
+    pub restored: Vec<String>,
     pub kept: usize,
 }
 
@@ -524,61 +594,20 @@ impl ProxyHandle {
     /// Re-reads the config file and applies its nodes (merged with the
     /// `--node` flags). Kept nodes keep their state, health loop and
     /// connections; added nodes start down and are probed at once; removed
-    /// nodes stop being checked and routed to, while requests already
-    /// forwarded to them finish. On error nothing changes.
+    /// nodes retire ([`crate::retire`]): no new sessions, their bound
+    /// requests still reach them until they report no live session or
+    /// `--retire-timeout` passes; a retiring node configured again is normal
+    /// again. On error nothing changes.
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
-        let shared = &self.shared;
-        let specs = shared.config.reload_nodes()?;
-        let mut tasks = shared
-            .health_tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let current = shared.membership.load_full();
-        let mut summary = ReloadSummary::default();
-        let mut next: Vec<Arc<Node>> = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            match current.iter().find(|node| node.matches(spec)) {
-                Some(node) => {
-                    summary.kept += 1;
-                    next.push(node.clone());
-                }
-                None => {
-                    let node = Arc::new(Node::new(spec));
-                    let task = shared.spawn_health(&node);
-                    tasks.push((node.clone(), task));
-                    summary.added.push(spec.name.clone());
-                    next.push(node);
-                }
-            }
-        }
-        shared
-            .membership
-            .store(Arc::new(NodeSet::new(next.clone())));
-        tasks.retain(|(node, _)| {
-            let kept = next.iter().any(|n| Arc::ptr_eq(n, node));
-            if !kept {
-                summary.removed.push(node.name().to_owned());
-                shared.lookup.forget_node(node);
-                node.retire();
-            }
-            kept
-        });
-        drop(tasks);
-        tracing::info!(
-            added = ?summary.added,
-            removed = ?summary.removed,
-            kept = summary.kept,
-            "configuration reloaded"
-        );
-        Ok(summary)
+        reload::reload(&self.shared)
     }
 
-    /// The nodes as `/nodes` shows them.
+    /// The nodes as `/nodes` shows them (retiring ones too; gone ones not).
     pub fn nodes(&self) -> Vec<NodeView> {
         self.shared
             .membership
             .load()
-            .iter()
+            .present()
             .map(|node| NodeView::of(node))
             .collect()
     }
@@ -611,14 +640,34 @@ impl ProxyHandle {
     }
 }
 
-/// Answers one request: the budgets it is under, then the routing.
+/// Answers one request: the budgets it is under, then the routing. An
+/// answer given while the request's body has not been read to its end (the
+/// proxy's own early answer to a large body, a node's early 413) says
+/// `Connection: close`: hyper closes such a connection after the answer, and
+/// a client must not send its next request on it.
 async fn handle(
     shared: &Shared,
-    client: &ClientConn,
+    client: &Arc<ClientConn>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let request = request.map(|body| ClientBody::new(body, client.clone()));
+    let mut response = guarded(shared, client, request).await;
+    if client.body_pending() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn guarded(
+    shared: &Shared,
+    client: &ClientConn,
+    request: Request<ClientBody>,
+) -> Response<ProxyBody> {
     if request.method() == Method::CONNECT {
-        return own_error(shared, ProxyError::BadRequest("CONNECT is not supported"));
+        let error = ProxyError::BadRequest("CONNECT is not supported");
+        return early(shared, Some(request.into_body()), error, None).await;
     }
     match affinity::guard_of(&shared.paths, request.method(), request.uri().path()) {
         Guard::None => route(shared, &client.info, request).await,
@@ -626,7 +675,8 @@ async fn handle(
             let key = shared.limits.client_key(client.peer, request.headers());
             if let Err(retry) = shared.limits.take_create(&key) {
                 shared.limits.reject(Reason::TooManyCreates);
-                return own_error(shared, ProxyError::TooManyCreates(retry.secs()));
+                let error = ProxyError::TooManyCreates(retry.secs());
+                return early(shared, Some(request.into_body()), error, None).await;
             }
             route(shared, &client.info, request).await
         }
@@ -634,7 +684,8 @@ async fn handle(
             let key = shared.limits.client_key(client.peer, request.headers());
             if let Err(retry) = shared.limits.check_probe(&key) {
                 shared.limits.reject(Reason::TooManyAttempts);
-                return own_error(shared, ProxyError::TooManyAttempts(retry.secs()));
+                let error = ProxyError::TooManyAttempts(retry.secs());
+                return early(shared, Some(request.into_body()), error, None).await;
             }
             let response = route(shared, &client.info, request).await;
             if limits::is_miss(response.status()) {
@@ -649,17 +700,40 @@ async fn handle(
 async fn route(
     shared: &Shared,
     client: &ClientInfo,
-    request: Request<Incoming>,
+    mut request: Request<ClientBody>,
 ) -> Response<ProxyBody> {
+    // A CometD long-polling POST names its node in its body's clientId.
+    let client_id =
+        if cometd_route::is_cometd_post(&shared.paths, request.method(), request.uri().path()) {
+            cometd_route::peek_client_id(
+                request.body_mut(),
+                shared.config.cometd_peek_limit,
+                shared.config.header_timeout,
+            )
+            .await
+        } else {
+            None
+        };
     let target = {
         let set = shared.membership.load();
-        match affinity::classify(
-            &shared.paths,
-            request.method(),
-            request.uri(),
-            request.headers(),
-            |name| set.get(name),
-        ) {
+        let by_client_id = client_id
+            .as_deref()
+            .and_then(node_of_client_id)
+            .and_then(|name| set.get(name));
+        let target = match by_client_id {
+            Some(node) => Target::Named {
+                node,
+                via: Via::ClientId,
+            },
+            None => affinity::classify(
+                &shared.paths,
+                request.method(),
+                request.uri(),
+                request.headers(),
+                |name| set.get(name),
+            ),
+        };
+        match target {
             Target::ProxyHealth => {
                 let status = if set.any_ready() {
                     StatusCode::OK
@@ -699,338 +773,16 @@ async fn route(
                 Owner::NotFound => {
                     forward_unbound(shared, client, request, Decision::LookupMiss).await
                 }
-                // The session may be on the node that did not answer: sending
-                // the request anywhere else could only misroute it.
-                Owner::Unanswered(node) => {
-                    shared.decide(Decision::Unavailable);
-                    node_error(
-                        &node,
-                        ProxyError::SessionServerUnavailable(node.name_arc().clone()),
-                    )
+                Owner::Unanswered { silent, down } => {
+                    session_unreachable(shared, request.into_body(), silent, down).await
                 }
                 // Two sessions with these digits: either could be the wrong
                 // customer's. Sent nowhere (the lookup logged the nodes).
-                Owner::Ambiguous(_) => ambiguous(shared),
+                Owner::Ambiguous(_) => ambiguous(shared, Some(request.into_body())).await,
             }
         }
         Target::Unbound | Target::ProxyHealth => {
             forward_unbound(shared, client, request, Decision::Balanced).await
         }
     }
-}
-
-/// 409 `session_ambiguous`: more than one node claims the session.
-fn ambiguous(shared: &Shared) -> Response<ProxyBody> {
-    shared.limits.reject(Reason::SessionAmbiguous);
-    own_error(shared, ProxyError::SessionAmbiguous)
-}
-
-fn own_error(shared: &Shared, error: ProxyError) -> Response<ProxyBody> {
-    shared.own_requests.count(error.status());
-    error.to_response()
-}
-
-fn node_error(node: &Node, error: ProxyError) -> Response<ProxyBody> {
-    node.count_response(error.status());
-    error.to_response()
-}
-
-/// The request parts after rewriting, and the client's side of an upgrade.
-struct Prepared {
-    parts: http::request::Parts,
-    body: Option<Incoming>,
-    client_upgrade: Option<OnUpgrade>,
-}
-
-fn prepare(client: &ClientInfo, request: Request<Incoming>) -> Prepared {
-    let (mut parts, body) = request.into_parts();
-    let upgrade = is_websocket_upgrade(&parts.headers);
-    let client_upgrade = if upgrade {
-        parts.extensions.remove::<OnUpgrade>()
-    } else {
-        None
-    };
-    prepare_request(&mut parts, client, client_upgrade.is_some());
-    let body = (!body.is_end_stream()).then_some(body);
-    Prepared {
-        parts,
-        body,
-        client_upgrade,
-    }
-}
-
-/// Forwards a request bound to `node`; never to another node.
-async fn forward_bound(
-    shared: &Shared,
-    client: &ClientInfo,
-    request: Request<Incoming>,
-    node: Arc<Node>,
-    decision: Decision,
-    token: Option<SessionToken>,
-) -> Response<ProxyBody> {
-    forward_prepared(shared, prepare(client, request), node, decision, token).await
-}
-
-/// Forwards a request whose owner came from the cache. A cached owner can be
-/// stale: the session ended there (and may be forgotten), and a new session
-/// now has the same nine digits on another node. If the cached owner answers
-/// 404 or 410 and the request has no body (so it can be sent again as it was), the
-/// owner is looked up afresh and, if another node owns the token now, the
-/// request goes there.
-async fn forward_cached(
-    shared: &Shared,
-    client: &ClientInfo,
-    request: Request<Incoming>,
-    node: Arc<Node>,
-    token: SessionToken,
-) -> Response<ProxyBody> {
-    let prepared = prepare(client, request);
-    let again = (prepared.body.is_none() && prepared.client_upgrade.is_none())
-        .then(|| copy_head(&prepared.parts));
-    let response = forward_prepared(
-        shared,
-        prepared,
-        node.clone(),
-        Decision::LookupHit,
-        Some(token),
-    )
-    .await;
-    let Some(parts) = again else {
-        return response;
-    };
-    match response.status() {
-        // (forward_prepared forgot the cache entry on that 404.)
-        StatusCode::NOT_FOUND => {}
-        // Ended there; a live session with the same digits may exist elsewhere.
-        StatusCode::GONE => shared.lookup.forget(token).await,
-        _ => return response,
-    }
-    let set = shared.membership.load_full();
-    match shared.lookup.owner(token, &set).await {
-        Owner::Found(owner) if !Arc::ptr_eq(&owner, &node) => {
-            tracing::debug!(%token, stale = node.name(), owner = owner.name(), "cached owner was stale");
-            let prepared = Prepared {
-                parts,
-                body: None,
-                client_upgrade: None,
-            };
-            forward_prepared(shared, prepared, owner, Decision::LookupMiss, Some(token)).await
-        }
-        Owner::Ambiguous(_) => ambiguous(shared),
-        _ => response,
-    }
-}
-
-/// A copy of a prepared request head, for sending a bodiless request again.
-fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
-    let (mut copy, ()) = Request::new(()).into_parts();
-    copy.method = parts.method.clone();
-    copy.uri = parts.uri.clone();
-    copy.version = parts.version;
-    copy.headers = parts.headers.clone();
-    copy
-}
-
-async fn forward_prepared(
-    shared: &Shared,
-    prepared: Prepared,
-    node: Arc<Node>,
-    decision: Decision,
-    token: Option<SessionToken>,
-) -> Response<ProxyBody> {
-    if node.state() == NodeState::Down {
-        shared.decide(Decision::Unavailable);
-        return node_error(
-            &node,
-            ProxyError::SessionServerUnavailable(node.name_arc().clone()),
-        );
-    }
-    let Prepared {
-        mut parts,
-        body,
-        client_upgrade,
-    } = prepared;
-    let Some(uri) = upstream_uri(&parts.uri) else {
-        shared.decide(decision);
-        return node_error(
-            &node,
-            ProxyError::BadRequest("the request target cannot be forwarded"),
-        );
-    };
-    parts.uri = uri;
-    let body = body.map_or(UpstreamBody::Empty, UpstreamBody::Client);
-    let in_flight = node.begin_request();
-    let sent = shared.send(&node, Request::from_parts(parts, body)).await;
-    match sent {
-        Ok((response, lease)) => {
-            shared.decide(decision);
-            if let Some(token) = token {
-                if response.status() == StatusCode::NOT_FOUND {
-                    shared.lookup.forget(token).await;
-                }
-            }
-            relay(shared, response, lease, in_flight, client_upgrade)
-        }
-        Err(failure) => {
-            let error = failure_error(shared, &node, failure);
-            shared.decide(if error.status() == StatusCode::SERVICE_UNAVAILABLE {
-                Decision::Unavailable
-            } else {
-                decision
-            });
-            node_error(&node, error)
-        }
-    }
-}
-
-/// Maps a failed forward to the answer, marking the node down when it is
-/// evidently gone.
-fn failure_error(shared: &Shared, node: &Arc<Node>, failure: ForwardFailure) -> ProxyError {
-    let name = node.name_arc().clone();
-    match failure {
-        ForwardFailure::Connect => {
-            shared.mark_down(node, "connect failed");
-            ProxyError::SessionServerUnavailable(name)
-        }
-        // The node died under the request: its sessions died with it, so the
-        // client is told as for a down node (the caller of an unbound
-        // request turns this into a 502, as something was sent).
-        ForwardFailure::Reset => {
-            shared.mark_down(node, "connection reset");
-            ProxyError::SessionServerUnavailable(name)
-        }
-        ForwardFailure::Timeout => ProxyError::UpstreamTimeout(name),
-        ForwardFailure::Other => ProxyError::BadGateway(name),
-    }
-}
-
-/// Forwards an unbound request to a ready node, trying the next ready node
-/// when a connection cannot be established (nothing was sent).
-async fn forward_unbound(
-    shared: &Shared,
-    client: &ClientInfo,
-    request: Request<Incoming>,
-    decision: Decision,
-) -> Response<ProxyBody> {
-    let Prepared {
-        parts,
-        body,
-        client_upgrade,
-    } = prepare(client, request);
-    let slot = body.map(BodySlot::new);
-    let mut parts = Some(parts);
-    // Every failed connect marks its node down, so each attempt goes to a
-    // different node; the bound is a safety net.
-    let attempts = shared.membership.load().len().max(1);
-    for _ in 0..attempts {
-        let (node, more_candidates) = {
-            let set = shared.membership.load();
-            let Some(node) = shared.balancer.select(set.as_slice()).cloned() else {
-                break;
-            };
-            let more = set.iter().filter(|n| n.is_ready()).nth(1).is_some();
-            (node, more)
-        };
-        let Some(head) = parts.as_ref() else {
-            break;
-        };
-        let Some(uri) = upstream_uri(&head.uri) else {
-            shared.decide(decision);
-            return node_error(
-                &node,
-                ProxyError::BadRequest("the request target cannot be forwarded"),
-            );
-        };
-        let body = slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body);
-        // Keep a copy of the head only when another node could take a retry.
-        let request = if more_candidates {
-            let mut request = Request::new(body);
-            *request.method_mut() = head.method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = head.headers.clone();
-            request
-        } else {
-            let Some(mut head) = parts.take() else {
-                break;
-            };
-            head.uri = uri;
-            Request::from_parts(head, body)
-        };
-        let in_flight = node.begin_request();
-        let sent = shared.send(&node, request).await;
-        match sent {
-            Ok((response, lease)) => {
-                shared.decide(decision);
-                return relay(shared, response, lease, in_flight, client_upgrade);
-            }
-            Err(ForwardFailure::Connect) if slot.as_ref().is_none_or(BodySlot::is_unread) => {
-                drop(in_flight);
-                shared.mark_down(&node, "connect failed");
-                continue;
-            }
-            Err(failure) => {
-                let error = match failure_error(shared, &node, failure) {
-                    // Something was sent (or the body is gone): not retried, and
-                    // not the unbound client's session that died.
-                    ProxyError::SessionServerUnavailable(name) => ProxyError::BadGateway(name),
-                    other => other,
-                };
-                shared.decide(decision);
-                return node_error(&node, error);
-            }
-        }
-    }
-    shared.decide(Decision::Unavailable);
-    own_error(shared, ProxyError::NoServerAvailable)
-}
-
-/// Turns the node's response into the client's: streamed body, hop-by-hop
-/// headers stripped, or on 101 the upgrade tunnel started.
-fn relay(
-    shared: &Shared,
-    mut response: Response<Incoming>,
-    lease: Lease,
-    in_flight: InFlight,
-    client_upgrade: Option<OnUpgrade>,
-) -> Response<ProxyBody> {
-    let node = in_flight.node().clone();
-    let status = response.status();
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            // The node switched protocols on a request that did not ask to.
-            return node_error(&node, ProxyError::BadGateway(node.name_arc().clone()));
-        };
-        node.count_response(status);
-        // The connection now belongs to the tunnel, not to the pool.
-        drop(lease);
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        let (mut parts, _) = response.into_parts();
-        prepare_response(&mut parts.headers, true);
-        forward::spawn_tunnel(
-            client_upgrade,
-            upstream_upgrade,
-            in_flight,
-            shared.tunnel_stop.subscribe(),
-        );
-        return Response::from_parts(parts, ProxyBody::Empty);
-    }
-    node.count_response(status);
-    let (mut parts, body) = response.into_parts();
-    prepare_response(&mut parts.headers, false);
-    let lease = if body.is_end_stream() {
-        // Nothing more to read (no body, or a HEAD): the connection is free.
-        lease.give_back();
-        None
-    } else {
-        Some(lease)
-    };
-    Response::from_parts(
-        parts,
-        ProxyBody::Upstream {
-            body,
-            in_flight,
-            lease,
-        },
-    )
 }

@@ -676,20 +676,27 @@ async fn reload_adds_and_removes_nodes() {
         .unwrap();
     assert_eq!(node_of(routed).await, "node-2");
 
+    // Removed while it holds no session: retiring, then gone at its next
+    // health answer; its name is then answered 503, never re-routed.
     write(&[&n2]);
     let summary = proxy.handle.reload().unwrap();
     assert_eq!(summary.removed, ["node-1"]);
-    let rerouted = http
+    let handle = proxy.handle.clone();
+    eventually(Duration::from_secs(5), || {
+        let handle = handle.clone();
+        async move { handle.nodes().iter().all(|n| n.name != "node-1") }
+    })
+    .await;
+    let gone = http
         .get(proxy.url("/cobrowse/x"))
         .header("cookie", "gcbSessionServer=node-1")
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        node_of(rerouted).await,
-        "node-2",
-        "a removed node's name is ignored"
-    );
+    assert_eq!(gone.status(), 503, "a retired node's name is not re-routed");
+    let body = error_body(gone).await;
+    assert_eq!(body.error, "session_server_unavailable");
+    assert!(body.message.contains("node-1"), "{}", body.message);
 
     std::fs::write(&file, "not toml [").unwrap();
     assert!(proxy.handle.reload().is_err());

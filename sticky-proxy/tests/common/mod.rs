@@ -52,6 +52,8 @@ pub struct FakeState {
     /// When set, owner lookups get this status instead of an answer (a node
     /// in trouble that still passes its health check).
     pub lookup_failure: AtomicU16,
+    /// Health checks answered.
+    pub health_checks: AtomicUsize,
 }
 
 /// A session node stand-in: answers with its own name and emulates
@@ -60,6 +62,7 @@ pub struct FakeNode {
     pub state: Arc<FakeState>,
     pub addr: SocketAddr,
     task: Option<JoinHandle<()>>,
+    close_listener: Option<oneshot::Sender<()>>,
 }
 
 impl FakeNode {
@@ -79,14 +82,27 @@ impl FakeNode {
             forwarded: AtomicUsize::new(0),
             slow_ms: AtomicU64::new(0),
             lookup_failure: AtomicU16::new(0),
+            health_checks: AtomicUsize::new(0),
         });
         let task_state = state.clone();
+        let (close_tx, mut close_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // Dropping this set (when the task is aborted) kills every
             // connection, as a dying process would.
             let mut conns = JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut close_rx => {
+                        // Stop listening (new connects are refused) but keep
+                        // serving the connections already open.
+                        drop(listener);
+                        while conns.join_next().await.is_some() {}
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                };
+                let Ok((stream, _)) = accepted else {
                     continue;
                 };
                 let state = task_state.clone();
@@ -106,7 +122,20 @@ impl FakeNode {
             state,
             addr,
             task: Some(task),
+            close_listener: Some(close_tx),
         }
+    }
+
+    /// Closes the listening socket (new connects are refused) while the
+    /// connections already open keep being served.
+    pub fn close_listener(&mut self) {
+        if let Some(close) = self.close_listener.take() {
+            let _ = close.send(());
+        }
+    }
+
+    pub fn health_checks(&self) -> usize {
+        self.state.health_checks.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -168,9 +197,12 @@ async fn answer(state: &FakeState, req: Request<Incoming>) -> Response<Full<Byte
         state.forwarded.fetch_add(1, Ordering::SeqCst);
     }
     if path == "/cobrowse/health" {
+        state.health_checks.fetch_add(1, Ordering::SeqCst);
         let status = StatusCode::from_u16(state.health.load(Ordering::SeqCst)).unwrap();
+        let live = state.sessions.lock().unwrap().len();
         return Response::builder()
             .status(status)
+            .header(shared_types::names::LIVE_SESSIONS_HEADER, live.to_string())
             .body(Full::default())
             .unwrap();
     }
@@ -253,14 +285,20 @@ async fn answer(state: &FakeState, req: Request<Incoming>) -> Response<Full<Byte
             );
         }
     }
-    echo(state, &req)
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    echo(state, &parts, &body)
 }
 
-/// `{"node": …, "method": …, "path": …, "headers": {name: value}}`, with
-/// hop-by-hop headers of its own the proxy must strip.
-fn echo(state: &FakeState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// `{"node": …, "method": …, "path": …, "headers": {name: value}, "body":
+/// …, "bodyLength": …}`, with hop-by-hop headers of its own the proxy must
+/// strip.
+fn echo(state: &FakeState, req: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
     let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
+        .headers
         .iter()
         .map(|(name, value)| {
             (
@@ -273,9 +311,11 @@ fn echo(state: &FakeState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         StatusCode::OK,
         &serde_json::json!({
             "node": state.name,
-            "method": req.method().as_str(),
-            "path": req.uri().to_string(),
+            "method": req.method.as_str(),
+            "path": req.uri.to_string(),
             "headers": headers,
+            "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
+            "bodyLength": body.len(),
         }),
     );
     let h = response.headers_mut();
