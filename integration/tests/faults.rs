@@ -801,3 +801,47 @@ async fn a_503_for_a_lost_session_names_a_down_node_only_as_down() {
     assert!(message.contains("node-3 is down"), "{message}");
     assert!(!message.contains("that holds this session"), "{message}");
 }
+
+#[tokio::test]
+async fn a_first_connect_without_advice_is_answered_at_once_on_both_transports() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+
+    let n1 = start_node("node-1", &["--cometd-timeout", "30s"]).await;
+    let proxy = start_proxy(&[&n1], &[]).await;
+    // Long-polling, as aiocometd and older clients do it: no `advice`.
+    let mut poll = LongPoll::handshake(&client(), &proxy, None).await;
+    let started = std::time::Instant::now();
+    poll.connect().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "first long-polling connect took {took:?}"
+    );
+
+    // WebSocket, the same.
+    let ws_url = format!("ws://{}/cobrowse/cometd", proxy.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let hs = json!([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}]);
+    socket.send(Frame::text(hs.to_string())).await.unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    let id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    let connect =
+        json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "websocket"}]);
+    let started = std::time::Instant::now();
+    socket.send(Frame::text(connect.to_string())).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    let answer: Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer[0]["channel"], "/meta/connect", "{answer}");
+    assert_eq!(answer[0]["successful"], true, "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "first WebSocket connect took {took:?}"
+    );
+}
