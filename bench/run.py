@@ -224,11 +224,11 @@ def parse_args(argv):
     p.add_argument("--security-only", action="store_true",
                    help="run only the security phase (needs neither nginx, HAProxy nor wrk); "
                         "writes bench/out/security/ unless --out")
-    p.add_argument("--guesser-seconds", type=int, default=0,
-                   help="also run guesser_phase(): 30,000 sessions on three partitioned nodes, "
+    p.add_argument("--guesser-seconds", type=int, default=20,
+                   help="guesser_phase(): 30,000 sessions on three partitioned nodes, "
                         "sticky-proxy with its default budgets, the guesser for this many seconds "
                         "from one address and from 1,000 forged X-Forwarded-For addresses "
-                        "(default 0: not run; needs a sticky-proxy with --probe-budget)")
+                        "(default 20; 0: not run; needs a sticky-proxy with --probe-budget)")
     p.add_argument("--bin-dir", default=str(REPO_DIR / "target" / "release"))
     a = p.parse_args(argv)
 
