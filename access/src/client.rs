@@ -119,6 +119,25 @@ impl TrustedProxies {
     }
 }
 
+impl TrustedProxies {
+    /// [`TrustedProxies::client_ip`] over raw header values: a value that is
+    /// not ASCII is read with its bad bytes replaced (that entry then parses
+    /// as no address, and the walk stops there), rather than dropped whole —
+    /// dropping it would make the client its own trusted front.
+    pub fn client_ip_of<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let values: Vec<std::borrow::Cow<'a, str>> =
+            forwarded.into_iter().map(String::from_utf8_lossy).collect();
+        self.client_ip(peer, values.iter().map(|v| v.as_ref()))
+    }
+}
+
 /// An `X-Forwarded-For` entry: an address, possibly `[v6]:port` or `v4:port`.
 fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = entry.parse() {
@@ -163,6 +182,9 @@ mod tests {
             let got = trusted.client_ip(ip(peer), xff.iter().copied());
             assert_eq!(got, ip(want), "peer {peer}, xff {xff:?}");
         }
+        // A non-ASCII entry is a boundary, not a reason to drop the header.
+        let raw: [&[u8]; 1] = ["\u{e9}, 198.51.100.7".as_bytes()];
+        assert_eq!(trusted.client_ip_of(ip("127.0.0.1"), raw), ip("198.51.100.7"));
         let none = TrustedProxies::default();
         assert_eq!(
             none.client_ip(ip("127.0.0.1"), ["1.2.3.4"]),

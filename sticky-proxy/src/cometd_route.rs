@@ -79,6 +79,12 @@ pub fn scan(data: &[u8]) -> Scan {
     }
 }
 
+/// Frames read ahead at most for a `clientId`.
+const MAX_PEEK_FRAMES: usize = 256;
+/// The first scan waits for this much read-ahead, or the body's end (a
+/// connect is one short body, scanned once at its end).
+const MIN_SCAN_BYTES: u64 = 1024;
+
 /// Reads ahead of `body` until its first message's `clientId` is known:
 /// at most `limit` bytes and until `deadline`. The bytes read stay in the
 /// body, to be sent first.
@@ -89,15 +95,27 @@ pub async fn peek_client_id(
 ) -> Option<String> {
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
     let read = async {
-        loop {
+        // Scanning re-reads everything read so far, so scan again only once
+        // the read-ahead has doubled (linear work in all), and give up after
+        // `MAX_PEEK_FRAMES` frames (a body trickled a byte per chunk must not
+        // cost a frame entry per byte).
+        let mut scanned = 0u64;
+        for _ in 0..MAX_PEEK_FRAMES {
             let more = body.read_ahead().await.is_some();
+            let len = body.read_ahead_len();
+            let at_end = !more || len >= limit;
+            if !at_end && len < scanned.saturating_mul(2).max(MIN_SCAN_BYTES) {
+                continue;
+            }
+            scanned = len;
             match scan(&body.read_ahead_data()) {
                 Scan::Found(id) => return Some(id),
                 Scan::Absent => return None,
-                Scan::NeedMore if !more || body.read_ahead_len() >= limit => return None,
+                Scan::NeedMore if at_end => return None,
                 Scan::NeedMore => {}
             }
         }
+        None
     };
     tokio::time::timeout(deadline, read).await.ok().flatten()
 }

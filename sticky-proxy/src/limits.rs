@@ -92,13 +92,19 @@ impl Reason {
     }
 }
 
+/// Marks the proxy's own 503 for a token no live node claims while another
+/// node is down or silent: a miss, or a guesser could probe at will while
+/// any node is down.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupMiss;
+
 /// Whether an answer to a token-revealing request is a miss: the token is
-/// unknown or ended, or a credential or key was refused.
-pub fn is_miss(status: StatusCode) -> bool {
+/// unknown or ended, a credential or key was refused, or no live node has it.
+pub fn is_miss<B>(response: &http::Response<B>) -> bool {
     matches!(
-        status,
+        response.status(),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE
-    )
+    ) || response.extensions().get::<LookupMiss>().is_some()
 }
 
 /// The budgets, the connection cap and their metrics.
@@ -178,8 +184,8 @@ impl Limits {
         let forwarded = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .filter_map(|value| value.to_str().ok());
-        ClientKey::addr(self.trusted.client_ip(peer, forwarded))
+            .map(|value| value.as_bytes());
+        ClientKey::addr(self.trusted.client_ip_of(peer, forwarded))
     }
 
     /// Refuses a token-revealing request of a client whose budget is spent.
@@ -573,11 +579,12 @@ mod tests {
             (429, false),
             (503, false),
         ] {
-            assert_eq!(
-                is_miss(StatusCode::from_u16(status).unwrap()),
-                miss,
-                "{status}"
-            );
+            let response = http::Response::builder().status(status).body(()).unwrap();
+            assert_eq!(is_miss(&response), miss, "{status}");
         }
+        // The proxy's own "no live node has it, another is down" is a miss.
+        let mut unreachable = http::Response::builder().status(503).body(()).unwrap();
+        unreachable.extensions_mut().insert(LookupMiss);
+        assert!(is_miss(&unreachable));
     }
 }

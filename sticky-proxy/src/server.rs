@@ -688,7 +688,7 @@ async fn guarded(
                 return early(shared, Some(request.into_body()), error, None).await;
             }
             let response = route(shared, &client.info, request).await;
-            if limits::is_miss(response.status()) {
+            if limits::is_miss(&response) {
                 shared.limits.miss(&key);
             }
             response

@@ -335,3 +335,30 @@ async fn a_trusted_proxys_own_lookups_spend_no_budget() {
     let refused = send_from(&state, "203.0.113.9:1", get_request(&live, None)).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn percent_encoded_tokens_name_no_session() {
+    let state = AppState::new(&config()).unwrap();
+    let (live, _) = create(&state).await;
+    let encoded: String = live.bytes().map(|b| format!("%{b:02X}")).collect();
+    let a = send_from(&state, "192.0.2.1:1", get_request(&encoded, None)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "the proxy would not budget this path");
+    assert_eq!(send_from(&state, "192.0.2.1:1", get_request(&live, None)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_lookups_of_a_trusted_proxy_are_exempt() {
+    let state = AppState::new(&Config {
+        access: access_with("2/10m".parse().unwrap(), Budget::OFF),
+        ..config()
+    })
+    .unwrap();
+    let (live, _) = create(&state).await;
+    // Joins from the trusted peer with no X-Forwarded-For are budgeted.
+    for guess in ["000000001", "000000002"] {
+        let r = send_from(&state, PROXY, join_request(guess, json!({"role": 2}), None)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = send_from(&state, PROXY, join_request(&live, json!({"role": 2}), None)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}

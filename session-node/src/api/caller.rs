@@ -26,9 +26,9 @@ impl FromRequestParts<AppState> for ClientIp {
             .headers
             .get_all(X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok());
+            .map(|v| v.as_bytes());
         Ok(ClientIp(
-            state.trusted_proxies.client_ip(peer(parts), forwarded),
+            state.trusted_proxies.client_ip_of(peer(parts), forwarded),
         ))
     }
 }
@@ -44,7 +44,10 @@ fn peer(parts: &Parts) -> IpAddr {
 
 /// A trusted proxy asking on its own behalf: its owner lookups come with no
 /// `X-Forwarded-For` (everything it forwards carries one), and it has
-/// already budgeted the client it looks up for.
+/// already budgeted the client it looks up for. Only Get Session (the
+/// lookup) is exempted, never a join or a stop; and a trusted peer is one
+/// the operator trusts to name clients anyway (it could send any
+/// `X-Forwarded-For`).
 fn is_proxy_itself(parts: &Parts, state: &AppState) -> bool {
     state.trusted_proxies.trusts(peer(parts)) && !parts.headers.contains_key(X_FORWARDED_FOR)
 }
@@ -59,8 +62,21 @@ impl FromRequestParts<AppState> for RequestCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
         let credential = bearer(&parts.headers);
-        let caller = state.sessions.caller(ip, credential.as_ref());
-        Ok(RequestCaller(if is_proxy_itself(parts, state) {
+        Ok(RequestCaller(state.sessions.caller(ip, credential.as_ref())))
+    }
+}
+
+/// The caller of Get Session: as [`RequestCaller`], except that a trusted
+/// proxy's own owner lookup is not budgeted (see [`is_proxy_itself`]).
+#[derive(Debug, Clone)]
+pub struct LookupCaller(pub Caller);
+
+impl FromRequestParts<AppState> for LookupCaller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let RequestCaller(caller) = RequestCaller::from_request_parts(parts, state).await?;
+        Ok(LookupCaller(if is_proxy_itself(parts, state) {
             caller.as_infrastructure()
         } else {
             caller

@@ -21,7 +21,7 @@ pub mod cometd;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,7 +30,7 @@ use shared_types::api::{CreateSessionResponse, CreatedSession, GetSessionRespons
 use shared_types::names::{HEALTH_PATH, LIVE_PREFIX, LIVE_SESSIONS_HEADER};
 use shared_types::token;
 
-use self::caller::RequestCaller;
+use self::caller::{LookupCaller, RequestCaller};
 use self::cometd::MAX_BATCH_BYTES;
 use crate::cors;
 use crate::error::ApiError;
@@ -147,15 +147,16 @@ async fn create_session(
 /// (only nine-digit) session tokens.
 async fn get_session(
     State(state): State<AppState>,
-    RequestCaller(caller): RequestCaller,
+    LookupCaller(caller): LookupCaller,
     headers: HeaderMap,
+    uri: Uri,
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Json<GetSessionResponse>, ApiError> {
     state
         .origins
         .check(&headers)
         .ok_or(ApiError::OriginNotAllowed)?;
-    let token = session_token(token)?;
+    let token = session_token(&uri, token)?;
     state.sessions.get(&caller, &token)?;
     Ok(Json(GetSessionResponse {
         session_token: token,
@@ -170,13 +171,14 @@ async fn get_session(
 async fn join_session(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
+    uri: Uri,
     token: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // A malformed token cannot name a session: 404, and no budget spent
     // (it tells a guesser nothing).
-    let token = session_token(token)?;
+    let token = session_token(&uri, token)?;
     let request: JoinRequest = json_body(&headers, body, state.max_body_bytes)?;
     let joined = state.sessions.join(&caller, &token, request)?;
     let mut response = Json(joined).into_response();
@@ -188,19 +190,29 @@ async fn join_session(
 async fn stop_session(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
+    uri: Uri,
     user_token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let user_token = user_token.map_or_else(|_| String::new(), |Path(t)| t);
+    let user_token = match user_token {
+        Ok(Path(t)) if plain(&uri) => t,
+        _ => String::new(),
+    };
     let stopped = state.sessions.stop(&caller, &user_token)?;
     Ok(Json(stopped).into_response())
 }
 
 /// A path's session token; anything not shaped like one is simply not found.
-fn session_token(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+fn session_token(uri: &Uri, path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     match path {
-        Ok(Path(token)) if token::is_session_token(&token) => Ok(token),
+        Ok(Path(token)) if plain(uri) && token::is_session_token(&token) => Ok(token),
         _ => Err(ApiError::SessionNotFound),
     }
+}
+
+/// A token is read as written: the proxy budgets the paths it recognises,
+/// so a percent-encoded `%30%31…` must not name a session here either.
+fn plain(uri: &Uri) -> bool {
+    !uri.path().contains('%')
 }
 
 /// Reads a JSON body: 415 unless the content type is JSON, 413 over the limit,

@@ -19,7 +19,7 @@ use crate::forward::{
     self, is_websocket_upgrade, prepare_request, prepare_response, upstream_uri, BodySlot,
     ClientInfo, ForwardFailure, ProxyBody, UpstreamBody,
 };
-use crate::limits::Reason;
+use crate::limits::{self, Reason};
 use crate::lookup::Owner;
 use crate::nodes::{FailureKind, InFlight, Node, NodeState};
 use crate::pool::Lease;
@@ -96,7 +96,11 @@ pub(super) async fn session_unreachable(
         down: down.iter().map(|n| n.name_arc().clone()).collect(),
     };
     let counted = silent.first().or(down.first()).cloned();
-    early(shared, Some(body), error, counted.as_deref()).await
+    let mut response = early(shared, Some(body), error, counted.as_deref()).await;
+    // No live node has the token: to a guesser this is a miss like a 404,
+    // whatever the down node might hold.
+    response.extensions_mut().insert(limits::LookupMiss);
+    response
 }
 
 /// Forwards a request bound to `node`; never to another node.
