@@ -184,7 +184,10 @@ mod tests {
         }
         // A non-ASCII entry is a boundary, not a reason to drop the header.
         let raw: [&[u8]; 1] = ["\u{e9}, 198.51.100.7".as_bytes()];
-        assert_eq!(trusted.client_ip_of(ip("127.0.0.1"), raw), ip("198.51.100.7"));
+        assert_eq!(
+            trusted.client_ip_of(ip("127.0.0.1"), raw),
+            ip("198.51.100.7")
+        );
         let none = TrustedProxies::default();
         assert_eq!(
             none.client_ip(ip("127.0.0.1"), ["1.2.3.4"]),

@@ -13,7 +13,7 @@ pub struct CreateSessionResponse {
 /// What a node answers Create Session with: the contract's two fields, and
 /// the session's `customerKey` (only the creator learns it, and joining as
 /// the customer needs it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedSession {
     #[serde(flatten)]
@@ -78,7 +78,7 @@ impl From<Role> for u8 {
 }
 
 /// Body of Join Session (`POST <context>/rest/live/sessions/{token}/users`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     pub role: Role,
@@ -91,6 +91,24 @@ pub struct JoinRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub customer_key: Option<String>,
+}
+
+// The customer key is a secret: `Debug` leaves it out.
+impl std::fmt::Debug for CreatedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedSession")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One participant as listed to the others.

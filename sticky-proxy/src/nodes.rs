@@ -256,6 +256,11 @@ impl Node {
             state
         };
         let previous = NodeState::from_u8(self.state.swap(state.to_u8(), Ordering::AcqRel));
+        // `set_gone` may have run between the check and the swap: a gone
+        // node must never be left up.
+        if self.is_gone() {
+            self.state.store(NodeState::Down.to_u8(), Ordering::Release);
+        }
         if previous != state {
             self.refresh_gauge();
         }

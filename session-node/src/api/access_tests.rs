@@ -342,8 +342,17 @@ async fn percent_encoded_tokens_name_no_session() {
     let (live, _) = create(&state).await;
     let encoded: String = live.bytes().map(|b| format!("%{b:02X}")).collect();
     let a = send_from(&state, "192.0.2.1:1", get_request(&encoded, None)).await;
-    assert_eq!(a.status, StatusCode::NOT_FOUND, "the proxy would not budget this path");
-    assert_eq!(send_from(&state, "192.0.2.1:1", get_request(&live, None)).await.status, StatusCode::OK);
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "the proxy would not budget this path"
+    );
+    assert_eq!(
+        send_from(&state, "192.0.2.1:1", get_request(&live, None))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -62,7 +62,9 @@ impl FromRequestParts<AppState> for RequestCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
         let credential = bearer(&parts.headers);
-        Ok(RequestCaller(state.sessions.caller(ip, credential.as_ref())))
+        Ok(RequestCaller(
+            state.sessions.caller(ip, credential.as_ref()),
+        ))
     }
 }
 

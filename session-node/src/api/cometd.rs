@@ -142,7 +142,8 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket, peer: IpAddr) 
                     }
                     Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
                 };
-                tracing::trace!(frame = %text.as_str(), "websocket batch");
+                // Lengths only: frames carry credentials, keys and page content.
+                tracing::trace!(bytes = text.len(), "websocket batch");
                 let batch = match bayeux::parse_batch(text.as_bytes()) {
                     Ok(batch) => batch,
                     Err(e) => {
@@ -195,6 +196,6 @@ async fn serve_socket(bayeux: Arc<Bayeux>, mut socket: WebSocket, peer: IpAddr) 
 
 async fn send(socket: &mut WebSocket, messages: &[Message]) -> Result<(), axum::Error> {
     let text = serde_json::to_string(messages).unwrap_or_else(|_| "[]".to_owned());
-    tracing::trace!(frame = %text, "websocket answer");
+    tracing::trace!(bytes = text.len(), "websocket answer");
     socket.send(WsMessage::Text(text.into())).await
 }

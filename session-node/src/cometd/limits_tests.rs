@@ -171,3 +171,23 @@ fn queues_are_bounded_by_bytes_too() {
     let queued = bayeux.drain_queue(&users[1].0);
     assert_eq!(queued.len(), 6);
 }
+
+#[test]
+fn one_handshake_per_batch() {
+    let bayeux = engine_with(BayeuxConfig::default());
+    let hs = json!({"channel": META_HANDSHAKE, "version": "1.0", "supportedConnectionTypes": ["long-polling"]});
+    let batch = (0..3)
+        .map(|_| serde_json::from_value(hs.clone()).unwrap())
+        .collect();
+    let outcome = bayeux.handle(batch, Transport::LongPolling, PEER);
+    assert_eq!(outcome.replies[0].successful, Some(true));
+    assert_eq!(
+        outcome.replies[1].error.as_deref(),
+        Some("400::one handshake per batch")
+    );
+    assert_eq!(
+        outcome.replies[2].error.as_deref(),
+        Some("400::one handshake per batch")
+    );
+    assert_eq!(bayeux.client_count(), 1);
+}

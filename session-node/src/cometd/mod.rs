@@ -246,12 +246,19 @@ impl Bayeux {
     /// the transport.
     pub fn handle(&self, batch: Vec<Message>, transport: Transport, peer: IpAddr) -> Outcome {
         let mut outcome = Outcome::default();
+        let mut handshakes = 0;
         for message in batch {
             if let Some(id) = &message.client_id {
                 outcome.client_id.get_or_insert_with(|| id.clone());
             }
             let reply = match message.channel.as_str() {
+                // A client handshakes once; a batch of thousands of
+                // handshakes is a flood, not a client.
+                META_HANDSHAKE if handshakes > 0 => {
+                    Some(error_reply(&message, "400::one handshake per batch"))
+                }
                 META_HANDSHAKE => {
+                    handshakes += 1;
                     let reply = self.handshake(&message, peer);
                     if reply.successful == Some(true) {
                         outcome.stick = true;

@@ -32,7 +32,8 @@ use crate::sessions::SessionError;
 /// the handshake's `ext`.
 pub const AGENT_TOKEN_FIELD: &str = "agentToken";
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds the customer key and the agent credential.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JoinData {
     session_token: String,
@@ -45,7 +46,8 @@ struct JoinData {
     agent_token: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: a user token is a secret.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserData {
     user_token: String,

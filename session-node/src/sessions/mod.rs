@@ -31,7 +31,7 @@ use shared_types::token;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use self::access::{Access, AccessConfig, Caller};
+use self::access::{same_secret, Access, AccessConfig, Caller};
 pub use self::error::SessionError;
 use self::record::{now_ms, Ended, Session};
 use self::tokens::{TokenPartition, TokenSource};
@@ -95,7 +95,7 @@ pub enum SessionEvent {
 }
 
 /// A new session: its token, and the key its customer joins with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Created {
     pub token: String,
     pub customer_key: String,
@@ -118,6 +118,14 @@ struct Inner {
     sessions: HashMap<String, Session>,
     live: usize,
     tokens: TokenSource,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sessions {
@@ -302,7 +310,7 @@ impl Sessions {
         let user = inner
             .sessions
             .get(session_token)
-            .and_then(|s| s.users.iter().find(|u| u.token == user_token))
+            .and_then(|s| s.users.iter().find(|u| same_secret(&u.token, user_token)))
             .ok_or(SessionError::UserNotFound)?;
         Ok((session_token.to_owned(), user.id, user.role))
     }
@@ -322,7 +330,7 @@ impl Sessions {
         let user = session
             .users
             .iter()
-            .find(|u| u.token == user_token)
+            .find(|u| same_secret(&u.token, user_token))
             .ok_or(SessionError::UserNotFound)?;
         if controller_only && user.role != Role::Controller {
             return Err(SessionError::NotController);

@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shared_types::api::{Role, StopResponse, UserInfo};
 use tokio::time::Instant;
 
-#[derive(Debug)]
 pub(super) struct User {
     pub(super) id: u32,
     pub(super) role: Role,
@@ -16,7 +15,6 @@ pub(super) struct User {
     pub(super) token: String,
 }
 
-#[derive(Debug)]
 pub(super) struct Session {
     /// Only the creator knows it; the customer joins with it.
     pub(super) customer_key: String,
@@ -28,6 +26,27 @@ pub(super) struct Session {
     pub(super) users: Vec<User>,
     pub(super) next_user_id: u32,
     pub(super) last_seen: Instant,
+}
+
+// No secret in a log: the user token and the customer key are left out.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("users", &self.users)
+            .field("activation_ms", &self.activation_ms)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
