@@ -49,9 +49,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
 /// `--retire-timeout`: how long a node removed by a reload keeps serving
 /// its bound requests at most.
 pub const DEFAULT_RETIRE_TIMEOUT: Duration = Duration::from_secs(600);
-/// `--max-conns-per-node`: the node's default `--listen-backlog`, so that a
-/// burst from one proxy cannot overflow it.
-pub const DEFAULT_MAX_CONNS_PER_NODE: u32 = 1024;
+/// `--max-conns-per-node`: no cap on open connections by default (a held
+/// long-poll holds one for its whole hold); the node's backlog is protected
+/// by the limit on connects in progress (`pool::MAX_DIALS`).
+pub const DEFAULT_MAX_CONNS_PER_NODE: u32 = 0;
 /// `--cometd-peek-limit`: how much of a CometD POST body is read ahead for
 /// its `clientId`. As much as a node accepts in one batch: the CometD JS
 /// client writes `clientId` after `data`, so a cookie-less publish of a large
@@ -216,7 +217,9 @@ pub struct Cli {
     /// Upstream HTTP connections the proxy holds to one node at most (in use
     /// or idle; WebSocket tunnels do not count); a request that finds none
     /// free waits briefly, then gets 503 `server_busy`. Keep it at most the
-    /// node's `--listen-backlog`; 0 turns the cap off [default: 1024].
+    /// node's `--listen-backlog`; 0 turns the cap off [default: 0: connects in
+    /// progress are limited instead, which protects the backlog without
+    /// refusing held long-polls].
     #[arg(long, env = "STICKY_PROXY_MAX_CONNS_PER_NODE", value_name = "N")]
     pub max_conns_per_node: Option<u32>,
 
@@ -994,7 +997,7 @@ mod tests {
         assert!(defaults.agent_key_file.is_none() && defaults.agent_public_keys.is_none());
         assert_eq!(defaults.agent_token_max_age, Duration::from_secs(12 * 3600));
         assert_eq!(defaults.retire_timeout, Duration::from_secs(600));
-        assert_eq!(defaults.max_conns_per_node, 1024);
+        assert_eq!(defaults.max_conns_per_node, 0);
         assert_eq!(defaults.cometd_peek_limit, 256 * 1024);
 
         let flags = Config::from_args([

@@ -20,8 +20,15 @@
 //! connection and finds none waits at most `queue_wait` (the connect
 //! timeout), with at most [`QUEUE_LEN`] others, then fails
 //! [`ForwardFailure::Busy`] (503 `server_busy`). A WebSocket tunnel gives
-//! its permit back when it leaves the pool. Kept at most the node's listen
-//! backlog, a burst from this proxy cannot overflow it.
+//! its permit back when it leaves the pool. Off by default: a held
+//! long-poll holds its connection for the whole hold, so a cap on open
+//! connections would refuse the 1,025th waiting CometD client of a node.
+//!
+//! **Dials** ([`MAX_DIALS`]): what overflows a node's listen backlog is
+//! connects still pending, not connections already open; at most
+//! [`MAX_DIALS`] connects to one node are in progress at once (the rest wait
+//! their turn within the connect timeout), well under the node's default
+//! backlog of 1024.
 //!
 //! **When a connection breaks before the answer:**
 //! - the request was not sent at all (hyper hands it back), or it is safe
@@ -103,12 +110,17 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Connects to one node in progress at once, at most.
+pub const MAX_DIALS: usize = 256;
+
 #[derive(Debug)]
 pub struct ConnectionPool {
     /// `host:port` to connect to.
     address: Box<str>,
     idle: Mutex<Vec<Conn>>,
     permits: Option<Arc<Semaphore>>,
+    /// Connects in progress to this node.
+    dials: Semaphore,
     waiting: AtomicUsize,
     queue_wait: Duration,
     open: Arc<AtomicUsize>,
@@ -202,6 +214,7 @@ impl ConnectionPool {
             address: address.into_boxed_str(),
             idle: Mutex::new(Vec::new()),
             permits,
+            dials: Semaphore::new(MAX_DIALS),
             waiting: AtomicUsize::new(0),
             queue_wait: limits.queue_wait,
             open: Arc::new(AtomicUsize::new(0)),
@@ -270,18 +283,23 @@ impl ConnectionPool {
         permit: Option<OwnedSemaphorePermit>,
         connect_timeout: Duration,
     ) -> Result<Conn, ForwardFailure> {
-        let stream =
-            match tokio::time::timeout(connect_timeout, TcpStream::connect(&*self.address)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(address = %self.address, %error, "connect to node failed");
-                    return Err(connect_failure(&error));
-                }
-                Err(_) => {
-                    tracing::debug!(address = %self.address, "connect to node timed out");
-                    return Err(ForwardFailure::Connect);
-                }
-            };
+        let dial = async {
+            // Never closed, so `acquire` cannot fail; an error would only
+            // mean no limit.
+            let _turn = self.dials.acquire().await.ok();
+            TcpStream::connect(&*self.address).await
+        };
+        let stream = match tokio::time::timeout(connect_timeout, dial).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(address = %self.address, %error, "connect to node failed");
+                return Err(connect_failure(&error));
+            }
+            Err(_) => {
+                tracing::debug!(address = %self.address, "connect to node timed out");
+                return Err(ForwardFailure::Connect);
+            }
+        };
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
