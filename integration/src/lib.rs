@@ -64,59 +64,7 @@ impl Process {
     /// Starts `bin` with `args` plus `--listen 127.0.0.1:0`, and waits until it
     /// logs the address it bound (and, with `want_admin`, its admin address).
     pub async fn start(bin: &str, name: &str, args: &[String], want_admin: bool) -> Process {
-        let mut child = Command::new(binary(bin))
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let log_writer = Arc::clone(&log);
-        let label = name.to_owned();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if std::env::var_os("E2E_LOG").is_some() {
-                    eprintln!("[{label}] {line}");
-                }
-                let _ = tx.send(line.clone());
-                log_writer.lock().expect("log lock").push(line);
-            }
-        });
-
-        let mut addr = None;
-        let mut admin_addr = None;
-        let wait = async {
-            while let Some(line) = rx.recv().await {
-                if let Some(a) = address_after(&line, "admin listening on ") {
-                    admin_addr = Some(a);
-                } else if let Some(a) = address_after(&line, "listening on ") {
-                    addr = Some(a);
-                }
-                if addr.is_some() && (admin_addr.is_some() || !want_admin) {
-                    return true;
-                }
-            }
-            false
-        };
-        let ready = tokio::time::timeout(START_DEADLINE, wait)
-            .await
-            .unwrap_or(false);
-        let logged = log.lock().expect("log lock").join("\n");
-        assert!(ready, "{name} ({bin}) did not start listening:\n{logged}");
-        Process {
-            name: name.to_owned(),
-            addr: addr.expect("address"),
-            admin_addr,
-            child,
-            log,
-        }
+        spawn_and_wait(Command::new(binary(bin)), bin, name, args, want_admin).await
     }
 
     pub fn url(&self) -> String {
@@ -175,23 +123,7 @@ pub fn agent_key_file() -> &'static Path {
 /// An agent credential for `sub` (and `extra` flags such as `--session T`
 /// or `--roles 2`), minted by `session-node agent-token`.
 pub fn agent_token(sub: &str, extra: &[&str]) -> String {
-    let out = std::process::Command::new(binary("session-node"))
-        .arg("agent-token")
-        .arg("--key-file")
-        .arg(agent_key_file())
-        .args(["--sub", sub])
-        .args(extra)
-        .output()
-        .expect("run session-node agent-token");
-    assert!(
-        out.status.success(),
-        "agent-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
+    agent_token_with(&binary("session-node"), sub, extra).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The credential of the suite's default agent, minted once.
@@ -369,75 +301,88 @@ impl Process {
         want_admin: bool,
         lines: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<Process, String> {
-        let mut child = Command::new(program)
-            .args(args)
-            .args(["--listen", listen])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| format!("{name}: no stderr"))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let log_writer = Arc::clone(&log);
-        let label = name.to_owned();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if std::env::var_os("E2E_LOG").is_some() {
-                    eprintln!("[{label}] {line}");
-                }
-                if let Some(lines) = &lines {
-                    let _ = lines.send(line.clone());
-                }
-                let _ = tx.send(line.clone());
-                log_writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(line);
-            }
-        });
+        launch(Command::new(program), name, args, listen, want_admin, lines).await
+    }
+}
 
-        let mut addr = None;
-        let mut admin_addr = None;
-        let wait = async {
-            while let Some(line) = rx.recv().await {
-                if let Some(a) = address_after(&line, "admin listening on ") {
-                    admin_addr = Some(a);
-                } else if let Some(a) = address_after(&line, "listening on ") {
-                    addr = Some(a);
-                }
-                if addr.is_some() && (admin_addr.is_some() || !want_admin) {
-                    return true;
-                }
+/// Spawns `command` with `args` plus `--listen listen`, and waits for its
+/// `listening on ADDR` line(s): what every `Process` constructor does.
+async fn launch(
+    mut command: Command,
+    name: &str,
+    args: &[String],
+    listen: &str,
+    want_admin: bool,
+    lines: Option<mpsc::UnboundedSender<String>>,
+) -> Result<Process, String> {
+    let program = format!("{:?}", command.as_std().get_program());
+    let mut child = command
+        .args(args)
+        .args(["--listen", listen])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| format!("{name}: no stderr"))?;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let log_writer = Arc::clone(&log);
+    let label = name.to_owned();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if std::env::var_os("E2E_LOG").is_some() {
+                eprintln!("[{label}] {line}");
             }
-            false
-        };
-        let ready = tokio::time::timeout(START_DEADLINE, wait)
-            .await
-            .unwrap_or(false);
-        let process = Process {
-            name: name.to_owned(),
-            addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-            admin_addr,
-            child,
-            log,
-        };
-        if ready {
-            Ok(process)
-        } else {
-            Err(format!(
-                "{name} ({}) did not start listening on {listen}:\n{}",
-                program.display(),
-                process.log()
-            ))
+            if let Some(lines) = &lines {
+                let _ = lines.send(line.clone());
+            }
+            let _ = tx.send(line.clone());
+            log_writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
         }
+    });
+
+    let mut addr = None;
+    let mut admin_addr = None;
+    let wait = async {
+        while let Some(line) = rx.recv().await {
+            if let Some(a) = address_after(&line, "admin listening on ") {
+                admin_addr = Some(a);
+            } else if let Some(a) = address_after(&line, "listening on ") {
+                addr = Some(a);
+            }
+            if addr.is_some() && (admin_addr.is_some() || !want_admin) {
+                return true;
+            }
+        }
+        false
+    };
+    let ready = tokio::time::timeout(START_DEADLINE, wait)
+        .await
+        .unwrap_or(false);
+    let process = Process {
+        name: name.to_owned(),
+        addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        admin_addr,
+        child,
+        log,
+    };
+    if ready {
+        Ok(process)
+    } else {
+        Err(format!(
+            "{name} ({program}) did not start listening on {listen}:\n{}",
+            process.log()
+        ))
     }
 }
 
@@ -483,64 +428,15 @@ impl Process {
 /// 127.0.0.1:0`, and waits for its `listening on ADDR` line(s), as
 /// [`Process::start`] does.
 async fn spawn_and_wait(
-    mut command: Command,
+    command: Command,
     bin: &str,
     name: &str,
     args: &[String],
     want_admin: bool,
 ) -> Process {
-    let mut child = command
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let stderr = child.stderr.take().expect("piped stderr");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let log_writer = Arc::clone(&log);
-    let label = name.to_owned();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if std::env::var_os("E2E_LOG").is_some() {
-                eprintln!("[{label}] {line}");
-            }
-            let _ = tx.send(line.clone());
-            log_writer.lock().expect("log lock").push(line);
-        }
-    });
-    let mut addr = None;
-    let mut admin_addr = None;
-    let wait = async {
-        while let Some(line) = rx.recv().await {
-            if let Some(a) = address_after(&line, "admin listening on ") {
-                admin_addr = Some(a);
-            } else if let Some(a) = address_after(&line, "listening on ") {
-                addr = Some(a);
-            }
-            if addr.is_some() && (admin_addr.is_some() || !want_admin) {
-                return true;
-            }
-        }
-        false
-    };
-    let ready = tokio::time::timeout(START_DEADLINE, wait)
+    launch(command, name, args, "127.0.0.1:0", want_admin, None)
         .await
-        .unwrap_or(false);
-    let logged = log.lock().expect("log lock").join("\n");
-    assert!(ready, "{name} ({bin}) did not start listening:\n{logged}");
-    Process {
-        name: name.to_owned(),
-        addr: addr.expect("address"),
-        admin_addr,
-        child,
-        log,
-    }
+        .unwrap_or_else(|e| panic!("{bin}: {e}"))
 }
 
 /// The nodes a proxy's admin listener lists: name → state.
