@@ -319,9 +319,9 @@ impl ConnectionPool {
     }
 
     /// After a connection broke under a request that cannot be sent again:
-    /// does the node still take connections? Refused or timed out: it is
-    /// gone ([`ForwardFailure::Connect`]). Taken: a 502, and the fresh
-    /// connection joins the idle stack.
+    /// does the node still take connections, and answer on them? Refused,
+    /// timed out or silent: it is gone ([`ForwardFailure::Connect`], 503).
+    /// Answering: a 502 (a keep-alive race, or a node that closed early).
     async fn after_break(&self, connect_timeout: Duration) -> ForwardFailure {
         let permit = match &self.permits {
             Some(permits) => match permits.clone().try_acquire_owned() {
@@ -333,15 +333,35 @@ impl ConnectionPool {
             None => None,
         };
         match self.connect(permit, connect_timeout).await {
-            Ok(conn) => {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < MAX_IDLE {
-                    idle.push(conn);
+            // Taken — but a node being killed still completes connects for
+            // the last moments of its listening socket. One bodiless request
+            // on the fresh connection tells the two apart: any answer at all
+            // (`OPTIONS *` gets a 404) is a live node.
+            Ok(mut conn) => {
+                if self.answers(&mut conn, connect_timeout).await {
+                    ForwardFailure::Other
+                } else {
+                    ForwardFailure::Connect
                 }
-                ForwardFailure::Other
             }
             Err(failure) => failure,
         }
+    }
+
+    /// Whether the node answers anything on `conn` within `timeout`.
+    async fn answers(&self, conn: &mut Conn, timeout: Duration) -> bool {
+        let probe = Request::builder()
+            .method(http::Method::OPTIONS)
+            .uri("*")
+            .header(http::header::HOST, &*self.address)
+            .body(UpstreamBody::Empty);
+        let Ok(probe) = probe else {
+            return true;
+        };
+        matches!(
+            tokio::time::timeout(timeout, conn.sender.send_request(probe)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Sends `request` (origin-form URI, `Host` as the client sent it) and
@@ -389,10 +409,13 @@ impl ConnectionPool {
             let mut fresh = self.connect(permit, connect_timeout).await?;
             match fresh.sender.try_send_request(request).await {
                 Ok(response) => Ok((response, fresh)),
+                // Two connections in a row broke before any answer: the
+                // node is going (killed while the kernel still accepted the
+                // fresh connect). An honest 503 and a strike, not a 502.
                 Err(error) => {
                     tracing::debug!(error = %crate::forward::ErrorChain(error.error()), "a fresh node connection broke before the answer");
                     counted(FailureKind::Broken);
-                    Err(ForwardFailure::Other)
+                    Err(ForwardFailure::Connect)
                 }
             }
         };
