@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::errors::{empty_response, json_response};
-use crate::forward::ProxyBody;
+use crate::errors::ProxyBody;
 use crate::limits::Limits;
 use crate::nodes::{Membership, Node};
 
@@ -231,7 +231,7 @@ fn admin_response(
                     metrics::gauge!("proxy_upstream_connections", "node" => node.name_arc().clone())
                         .set(node.pool().open_connections() as f64);
                 }
-                let mut response = Response::new(ProxyBody::full(Bytes::from(handle.render())));
+                let mut response = Response::new(ProxyBody::new(Bytes::from(handle.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -27,7 +27,9 @@
 //! tells whether the token exists) is under the probe budget, Create Session
 //! under the create budget, anything else under none.
 
-use http::{HeaderMap, Method, Uri};
+use http::Method;
+
+use crate::wire::headers::Headers;
 use shared_types::names::{
     HEALTH_PATH, LIVE_PREFIX, SESSIONS_SEGMENT, SESSION_SERVER, SESSION_SERVER_HEADER,
     USERS_SEGMENT,
@@ -155,24 +157,31 @@ impl Paths {
 pub fn classify<N>(
     paths: &Paths,
     method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    path_and_query: &str,
+    headers: &impl Headers,
     resolve: impl Fn(&str) -> Option<N>,
 ) -> Target<N> {
-    let path = uri.path();
+    let (path, query) = split_target(path_and_query);
     if (method == Method::GET || method == Method::HEAD) && path == paths.health {
         return Target::ProxyHealth;
     }
     if is_create(paths, method, path) {
         return Target::Unbound;
     }
-    if let Some((node, via)) = named_node(uri, headers, resolve) {
+    if let Some((node, via)) = named_node(query, headers, resolve) {
         return Target::Named { node, via };
     }
     match session_of_path(paths, path) {
         Some(token) => Target::Session(token),
         None => Target::Unbound,
     }
+}
+
+/// The path and the query of an origin-form target.
+pub fn split_target(path_and_query: &str) -> (&str, &str) {
+    path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""))
 }
 
 /// Create Session: `POST <ctx>/rest/live/sessions` (a trailing `/` too).
@@ -186,8 +195,8 @@ pub fn is_create(paths: &Paths, method: &Method, path: &str) -> bool {
 /// The first `gcbSessionServer` value that names a configured node: cookies
 /// first, then the header, then the query parameter.
 pub fn named_node<N>(
-    uri: &Uri,
-    headers: &HeaderMap,
+    query: &str,
+    headers: &impl Headers,
     resolve: impl Fn(&str) -> Option<N>,
 ) -> Option<(N, Via)> {
     if let Some(node) = cookie_values(headers).find_map(&resolve) {
@@ -196,7 +205,7 @@ pub fn named_node<N>(
     if let Some(node) = header_values(headers).find_map(&resolve) {
         return Some((node, Via::Header));
     }
-    if let Some(node) = query_values(uri.query().unwrap_or("")).find_map(&resolve) {
+    if let Some(node) = query_values(query).find_map(&resolve) {
         return Some((node, Via::Query));
     }
     None
@@ -205,11 +214,10 @@ pub fn named_node<N>(
 /// Values of every `gcbSessionServer` cookie, in order, across all `Cookie`
 /// headers. Pairs are `;`-separated, whitespace around them is ignored and a
 /// value in double quotes is unquoted (RFC 6265 `cookie-value`).
-pub fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub fn cookie_values(headers: &impl Headers) -> impl Iterator<Item = &str> {
     headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|b| *b == b';'))
+        .values("cookie")
+        .flat_map(|value| value.split(|b| *b == b';'))
         .filter_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|b| *b == b'=')?;
@@ -227,11 +235,10 @@ pub fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 /// Values of every `gcbSessionServer` request header, trimmed.
-pub fn header_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub fn header_values(headers: &impl Headers) -> impl Iterator<Item = &str> {
     headers
-        .get_all(SESSION_SERVER_HEADER)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
+        .values(SESSION_SERVER_HEADER)
+        .filter_map(|value| std::str::from_utf8(value).ok())
         .map(str::trim)
 }
 
@@ -263,7 +270,7 @@ fn first_segment(rest: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     const NODES: [&str; 3] = ["node-1", "node-2", "Co-browse_Server"];
 
@@ -276,7 +283,6 @@ mod tests {
     }
 
     fn classify_req(method: Method, uri: &str, headers: &[(&str, &str)]) -> Target<&'static str> {
-        let uri: Uri = uri.parse().unwrap();
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -284,7 +290,7 @@ mod tests {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        classify(&paths(), &method, &uri, &map, resolve)
+        classify(&paths(), &method, uri, &map, resolve)
     }
 
     fn named(node: &'static str, via: Via) -> Target<&'static str> {
@@ -537,14 +543,14 @@ mod tests {
     #[test]
     fn root_context_path() {
         let paths = Paths::new("");
-        let uri: Uri = "/rest/live/sessions/012345678".parse().unwrap();
+        let uri = "/rest/live/sessions/012345678";
         assert_eq!(
-            classify(&paths, &Method::GET, &uri, &HeaderMap::new(), resolve),
+            classify(&paths, &Method::GET, uri, &HeaderMap::new(), resolve),
             session("012345678")
         );
-        let health: Uri = "/health".parse().unwrap();
+        let health = "/health";
         assert_eq!(
-            classify(&paths, &Method::GET, &health, &HeaderMap::new(), resolve),
+            classify(&paths, &Method::GET, health, &HeaderMap::new(), resolve),
             Target::ProxyHealth
         );
         assert!(is_create(&paths, &Method::POST, "/rest/live/sessions"));
@@ -557,9 +563,9 @@ mod tests {
             http::header::COOKIE,
             HeaderValue::from_bytes(b"gcbSessionServer=\xff\xfe; gcbSessionServer=node-1").unwrap(),
         );
-        let uri: Uri = "/x".parse().unwrap();
+        let uri = "/x";
         assert_eq!(
-            classify(&paths(), &Method::GET, &uri, &map, resolve),
+            classify(&paths(), &Method::GET, uri, &map, resolve),
             named("node-1", Via::Cookie)
         );
     }

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use shared_types::error::{codes, ErrorBody};
 
-use crate::forward::ProxyBody;
+/// Body of the admin listener's answers (the hyper side of the proxy).
+pub type ProxyBody = http_body_util::Full<Bytes>;
 
 /// A failure the proxy answers instead of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,11 @@ pub enum ProxyError {
     TooManyCreates(u64),
     /// More than one node claims the session: the proxy picks none.
     SessionAmbiguous,
+    /// The body is over `--max-body-size` (this many bytes).
+    BodyTooLarge(usize),
+    /// A head the proxy will not forward (invalid framing, obs-fold, two
+    /// `Host`s…): the reason, for the client.
+    Malformed(&'static str),
 }
 
 impl ProxyError {
@@ -63,7 +69,8 @@ impl ProxyError {
             | ProxyError::NoServerAvailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::TooManyAttempts(_) | ProxyError::TooManyCreates(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -81,7 +88,8 @@ impl ProxyError {
             ProxyError::NoServerAvailable => codes::NO_SERVER_AVAILABLE,
             ProxyError::UpstreamTimeout(_) => codes::UPSTREAM_TIMEOUT,
             ProxyError::BadGateway(_) => codes::BAD_GATEWAY,
-            ProxyError::BadRequest(_) => codes::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => codes::BAD_REQUEST,
+            ProxyError::BodyTooLarge(_) => codes::PAYLOAD_TOO_LARGE,
             ProxyError::TooManyAttempts(_) => codes::TOO_MANY_ATTEMPTS,
             ProxyError::TooManyCreates(_) => codes::TOO_MANY_CREATES,
             ProxyError::SessionAmbiguous => codes::SESSION_AMBIGUOUS,
@@ -129,6 +137,10 @@ impl ProxyError {
                 format!("the connection to the session server {node} failed")
             }
             ProxyError::BadRequest(why) => (*why).to_owned(),
+            ProxyError::Malformed(why) => format!("the request cannot be forwarded: {why}"),
+            ProxyError::BodyTooLarge(max) => {
+                format!("the request body is larger than the proxy accepts ({max} bytes)")
+            }
             // No detail a guesser could use: not which token, not how many.
             ProxyError::TooManyAttempts(_) => {
                 "too many failed attempts from this client; try again later".to_owned()
@@ -171,7 +183,7 @@ pub(crate) fn json_response<T: serde::Serialize>(
     body: &T,
 ) -> Response<ProxyBody> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(ProxyBody::full(Bytes::from(bytes)));
+    let mut response = Response::new(ProxyBody::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -202,7 +214,7 @@ pub fn too_many_connections_answer() -> &'static [u8] {
 
 /// An empty response with only a status (the proxy's own `/health`).
 pub(crate) fn empty_response(status: StatusCode) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::Empty);
+    let mut response = Response::new(ProxyBody::default());
     *response.status_mut() = status;
     response
 }

@@ -40,12 +40,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use access::{AgentKeys, Budgets, ClientKey, RetryAfter, TrustedProxies, Verifier};
-use http::{header, HeaderMap, HeaderName, StatusCode};
+use http::StatusCode;
+#[cfg(test)]
+use http::{header, HeaderMap};
 use metrics::{Counter, Gauge};
 
 use crate::config::{Config, ConfigError};
+use crate::wire::headers::Headers;
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Why the proxy refused something itself, for `proxy_rejected_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,16 +59,29 @@ pub enum Reason {
     HeaderTimeout,
     /// 503 `server_busy`: no connection to the node could be had.
     ServerBusy,
+    /// 400: a request head or chunked framing the proxy will not forward
+    /// (the smuggling shapes of [`http1`]).
+    Malformed,
+    /// 431: a head over `--max-head-size` or `--max-headers`.
+    HeadTooLarge,
+    /// 413: a body over `--max-body-size`.
+    BodyTooLarge,
+    /// A TLS handshake that failed or did not finish in time.
+    TlsHandshake,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 10] = [
         Reason::TooManyAttempts,
         Reason::TooManyCreates,
         Reason::TooManyConnections,
         Reason::SessionAmbiguous,
         Reason::HeaderTimeout,
         Reason::ServerBusy,
+        Reason::Malformed,
+        Reason::HeadTooLarge,
+        Reason::BodyTooLarge,
+        Reason::TlsHandshake,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +92,10 @@ impl Reason {
             Reason::SessionAmbiguous => "session_ambiguous",
             Reason::HeaderTimeout => "header_timeout",
             Reason::ServerBusy => "server_busy",
+            Reason::Malformed => "malformed",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -88,23 +107,23 @@ impl Reason {
             Reason::SessionAmbiguous => 3,
             Reason::HeaderTimeout => 4,
             Reason::ServerBusy => 5,
+            Reason::Malformed => 6,
+            Reason::HeadTooLarge => 7,
+            Reason::BodyTooLarge => 8,
+            Reason::TlsHandshake => 9,
         }
     }
 }
 
-/// Marks the proxy's own 503 for a token no live node claims while another
-/// node is down or silent: a miss, or a guesser could probe at will while
-/// any node is down.
-#[derive(Debug, Clone, Copy)]
-pub struct LookupMiss;
-
 /// Whether an answer to a token-revealing request is a miss: the token is
-/// unknown or ended, a credential or key was refused, or no live node has it.
-pub fn is_miss<B>(response: &http::Response<B>) -> bool {
+/// unknown or ended, or a credential or key was refused. (The proxy's own
+/// 503 for a token no live node claims is a miss too: the router says so,
+/// or a guesser could probe at will while any node is down.)
+pub fn is_miss(status: StatusCode) -> bool {
     matches!(
-        response.status(),
+        status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE
-    ) || response.extensions().get::<LookupMiss>().is_some()
+    )
 }
 
 /// The budgets, the connection cap and their metrics.
@@ -115,7 +134,7 @@ pub struct Limits {
     probe: Budgets,
     create: Budgets,
     connections: Arc<ConnectionLimit>,
-    rejected: [Counter; 6],
+    rejected: [Counter; 10],
     probe_keys: Gauge,
     create_keys: Gauge,
 }
@@ -173,7 +192,7 @@ impl Limits {
 
     /// Who a request under a budget comes from: the agent of a bearer token
     /// that verifies, else the client address.
-    pub fn client_key(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
+    pub fn client_key(&self, peer: IpAddr, headers: &impl Headers) -> ClientKey {
         if let Some(verifier) = &self.verifier {
             if let Some(token) = bearer(headers) {
                 if let Ok(claims) = verifier.verify(Some(token)) {
@@ -181,10 +200,7 @@ impl Limits {
                 }
             }
         }
-        let forwarded = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(|value| value.as_bytes());
+        let forwarded = headers.values("x-forwarded-for");
         ClientKey::addr(self.trusted.client_ip_of(peer, forwarded))
     }
 
@@ -242,8 +258,10 @@ impl Limits {
 
 /// The credential of `Authorization: Bearer <token>` (the first
 /// `Authorization` header; the scheme is case-insensitive).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+fn bearer(headers: &impl Headers) -> Option<&str> {
+    let value = std::str::from_utf8(headers.first("authorization")?)
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -579,12 +597,10 @@ mod tests {
             (429, false),
             (503, false),
         ] {
-            let response = http::Response::builder().status(status).body(()).unwrap();
-            assert_eq!(is_miss(&response), miss, "{status}");
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(is_miss(status), miss, "{status}");
         }
-        // The proxy's own "no live node has it, another is down" is a miss.
-        let mut unreachable = http::Response::builder().status(503).body(()).unwrap();
-        unreachable.extensions_mut().insert(LookupMiss);
-        assert!(is_miss(&unreachable));
+        // (The proxy's own "no live node has it, another is down" is a miss
+        // too: see route's `session_unreachable`.)
     }
 }

@@ -3,24 +3,15 @@
 
 use std::sync::{Arc, PoisonError, Weak};
 
-use super::{ReloadSummary, Shared};
+use super::ReloadSummary;
 use crate::config::ConfigError;
-use crate::health::HealthTask;
+use crate::context::{Member, Shared};
 use crate::nodes::{Node, NodeSet};
-use crate::retire::{spawn_retire, RetireEnd, RetireTask};
+use crate::retire::{spawn_retire, RetireEnd};
 
 /// Gone nodes remembered at most (their names still answer 503); the
 /// oldest are forgotten first.
 pub const GONE_REMEMBERED: usize = 64;
-
-/// A node the proxy runs tasks for.
-#[derive(Debug)]
-pub(super) struct Member {
-    pub(super) node: Arc<Node>,
-    /// Held: dropping it stops the health loop.
-    pub(super) _health: HealthTask,
-    pub(super) retire: Option<RetireTask>,
-}
 
 /// Re-reads the config file and applies its nodes (merged with the
 /// `--node` flags). Kept nodes keep their state, health loop and

@@ -1,28 +1,20 @@
 //! Keep-alive connections to one node, for forwarded requests.
 //!
 //! Each [`Node`](crate::nodes::Node) owns one `ConnectionPool`: a stack of
-//! idle HTTP/1.1 connections (hyper's low-level client `SendRequest`s). The
-//! general-purpose pooled client of hyper-util keys its pool by scheme and
-//! authority with a SipHash map and spawns a task per request to take the
-//! connection back; per node, neither is needed, and both showed in the
-//! profile of the hot path (bench/RESULTS.md). Health checks and owner
-//! lookups, which are rarer, still use that client.
-//!
-//! A connection goes back to the stack when the response body has been
-//! relayed to its end ([`Lease`] in the response body); a response dropped
-//! early (client gone) loses its connection, which hyper then closes. Taking
-//! the most recently used connection first leaves the stale ones at the
-//! bottom, where the node's own idle timeout closes them; a closed one is
-//! skipped.
+//! idle TCP connections, each with nothing buffered (a connection goes back
+//! only when its answer was read to its end). Taking the most recently used
+//! connection first leaves the stale ones at the bottom, where the node's
+//! own idle timeout closes them; one closed meanwhile is seen before use
+//! (its readiness, then a one-byte peek) and skipped.
 //!
 //! **The cap** (`--max-conns-per-node`, [`PoolLimits`]): every open
 //! connection (in use or idle) holds a permit; a request that needs a new
 //! connection and finds none waits at most `queue_wait` (the connect
 //! timeout), with at most [`QUEUE_LEN`] others, then fails
-//! [`ForwardFailure::Busy`] (503 `server_busy`). A WebSocket tunnel gives
-//! its permit back when it leaves the pool. Off by default: a held
-//! long-poll holds its connection for the whole hold, so a cap on open
-//! connections would refuse the 1,025th waiting CometD client of a node.
+//! [`ForwardFailure::Busy`] (503 `server_busy`). A WebSocket tunnel keeps
+//! its permit. Off by default: a held long-poll holds its connection for
+//! the whole hold, so a cap on open connections would refuse the 1,025th
+//! waiting CometD client of a node.
 //!
 //! **Dials** ([`MAX_DIALS`]): what overflows a node's listen backlog is
 //! connects still pending, not connections already open; at most
@@ -30,40 +22,26 @@
 //! their turn within the connect timeout), well under the node's default
 //! backlog of 1024.
 //!
-//! **When a connection breaks before the answer:**
-//! - the request was not sent at all (hyper hands it back), or it is safe
-//!   to send again (GET, HEAD or OPTIONS without a body) and its kept-alive
-//!   connection broke: it is sent once more on a fresh connection to the
-//!   **same** node; if that connect is refused or times out the answer is
-//!   [`ForwardFailure::Connect`] (503 `session_server_unavailable`);
-//! - otherwise (a body went out): the node is asked for a fresh
-//!   connection. Refused or timed out: [`ForwardFailure::Connect`] — the
-//!   node is gone (a killed node under a held long-poll gives 503, not 502).
-//!   Accepted: [`ForwardFailure::Other`] (502) — it was a keep-alive race,
-//!   an oversized body the node refused and closed on, or the like; the
-//!   fresh connection joins the idle stack.
-//!
-//! Local errors (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM) are
-//! [`ForwardFailure::Local`]: they say nothing about the node.
+//! What a broken connection means (resend or not, 502 or 503) is decided by
+//! [`super::exchange`]; [`ConnectionPool::after_break`] is its question to
+//! the node. Local errors (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM)
+//! are [`ForwardFailure::Local`]: they say nothing about the node.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::task::{Context, Poll, Waker};
+
 use http::uri::Authority;
-use http::{Method, Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use nix::errno::Errno;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::ForwardFailure;
 use crate::config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNS_PER_NODE};
-use crate::forward::{ForwardFailure, UpstreamBody};
-use crate::nodes::FailureKind;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE: usize = 512;
@@ -71,8 +49,6 @@ const MAX_IDLE: usize = 512;
 /// Requests that may wait for a free connection to one node at once; one
 /// more is refused at once.
 pub const QUEUE_LEN: usize = 128;
-
-type Sender = SendRequest<UpstreamBody>;
 
 /// How many connections a pool may hold, and how long a request waits for
 /// one.
@@ -94,10 +70,27 @@ impl Default for PoolLimits {
 
 /// One open connection and what it holds.
 #[derive(Debug)]
-struct Conn {
-    sender: Sender,
+pub struct Conn {
+    pub stream: TcpStream,
     _permit: Option<OwnedSemaphorePermit>,
     _open: OpenGuard,
+}
+
+impl Conn {
+    /// Whether an idle connection can take a request: the node has not
+    /// closed it nor sent anything unasked. Costs no system call while the
+    /// socket has shown no readiness since its last read.
+    fn is_usable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut byte = [0u8; 1];
+                matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
 }
 
 /// Counts a connection in [`ConnectionPool::open_connections`].
@@ -127,12 +120,14 @@ pub struct ConnectionPool {
 }
 
 /// A connection on loan to one request; give it back when its response is
-/// done. Dropped instead (a tunnel, a broken body), the connection closes
-/// and its permit is free.
+/// done. Dropped instead (a broken or unfinished exchange), the connection
+/// closes and its permit is free.
 #[derive(Debug)]
 pub struct Lease {
-    conn: Conn,
+    pub conn: Conn,
     pool: Arc<ConnectionPool>,
+    /// It had served an earlier request (a break may be a keep-alive race).
+    pub reused: bool,
 }
 
 impl Lease {
@@ -152,25 +147,6 @@ impl Lease {
             idle.push(self.conn);
         }
     }
-}
-
-/// Whether a request may be sent again after its connection broke though
-/// it went out: a GET, HEAD or OPTIONS without a body.
-fn safe_to_resend(request: &Request<UpstreamBody>) -> bool {
-    matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) && request.body().is_end_stream()
-}
-
-/// A bodiless copy of a request head, to send it again.
-fn copy_request(request: &Request<UpstreamBody>) -> Request<UpstreamBody> {
-    let mut copy = Request::new(UpstreamBody::Empty);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
 }
 
 /// Whether a failed connect (or socket creation) is the proxy's own trouble:
@@ -262,20 +238,32 @@ impl ConnectionPool {
         }
     }
 
-    /// A ready connection: an idle one, or a new one. `true` when reused.
-    async fn checkout(&self, connect_timeout: Duration) -> Result<(Conn, bool), ForwardFailure> {
-        while let Some(mut conn) = self.pop_idle() {
-            if conn.sender.is_closed() {
-                continue;
-            }
-            // Normally ready at once; a response body finished an instant
-            // ago may need its connection task to run first.
-            if conn.sender.ready().await.is_ok() {
-                return Ok((conn, true));
+    /// A connection for one request: an idle one, or a new one.
+    pub async fn checkout(self: &Arc<Self>, connect_timeout: Duration) -> Result<Lease, ForwardFailure> {
+        while let Some(conn) = self.pop_idle() {
+            if conn.is_usable() {
+                return Ok(self.lease(conn, true));
             }
         }
         let permit = self.permit().await?;
-        Ok((self.connect(permit, connect_timeout).await?, false))
+        let conn = self.connect(permit, connect_timeout).await?;
+        Ok(self.lease(conn, false))
+    }
+
+    fn lease(self: &Arc<Self>, conn: Conn, reused: bool) -> Lease {
+        Lease {
+            conn,
+            pool: Arc::clone(self),
+            reused,
+        }
+    }
+
+    /// A fresh connection in place of `broken` (whose permit it takes).
+    pub async fn reconnect(self: &Arc<Self>, broken: Lease, connect_timeout: Duration) -> Result<Lease, ForwardFailure> {
+        let Conn { stream, _permit: permit, _open: open } = broken.conn;
+        drop((stream, open));
+        let conn = self.connect(permit, connect_timeout).await?;
+        Ok(self.lease(conn, false))
     }
 
     async fn connect(
@@ -301,18 +289,9 @@ impl ConnectionPool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| ForwardFailure::Other)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "node connection ended with an error");
-            }
-        });
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
-            sender,
+            stream,
             _permit: permit,
             _open: OpenGuard(self.open.clone()),
         })
@@ -322,7 +301,7 @@ impl ConnectionPool {
     /// does the node still take connections, and answer on them? Refused,
     /// timed out or silent: it is gone ([`ForwardFailure::Connect`], 503).
     /// Answering: a 502 (a keep-alive race, or a node that closed early).
-    async fn after_break(&self, connect_timeout: Duration) -> ForwardFailure {
+    pub async fn after_break(&self, connect_timeout: Duration) -> ForwardFailure {
         let permit = match &self.permits {
             Some(permits) => match permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -350,86 +329,13 @@ impl ConnectionPool {
 
     /// Whether the node answers anything on `conn` within `timeout`.
     async fn answers(&self, conn: &mut Conn, timeout: Duration) -> bool {
-        let probe = Request::builder()
-            .method(http::Method::OPTIONS)
-            .uri("*")
-            .header(http::header::HOST, &*self.address)
-            .body(UpstreamBody::Empty);
-        let Ok(probe) = probe else {
-            return true;
+        let probe = format!("OPTIONS * HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.address);
+        let asked = async {
+            conn.stream.write_all(probe.as_bytes()).await?;
+            let mut byte = [0u8; 1];
+            conn.stream.read(&mut byte).await
         };
-        matches!(
-            tokio::time::timeout(timeout, conn.sender.send_request(probe)).await,
-            Ok(Ok(_))
-        )
-    }
-
-    /// Sends `request` (origin-form URI, `Host` as the client sent it) and
-    /// waits at most `timeout` for the response head. The lease comes back
-    /// with the response, to be given back when its body is done. `counted`
-    /// is told about resends and broken connections.
-    pub async fn send(
-        self: &Arc<Self>,
-        request: Request<UpstreamBody>,
-        connect_timeout: Duration,
-        timeout: Duration,
-        counted: impl Fn(FailureKind),
-    ) -> Result<(Response<Incoming>, Lease), ForwardFailure> {
-        let exchange = async {
-            let (mut conn, reused) = self.checkout(connect_timeout).await?;
-            let copy = (reused && safe_to_resend(&request)).then(|| copy_request(&request));
-            let again = match conn.sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, conn)),
-                Err(mut error) => {
-                    tracing::debug!(
-                        error = %crate::forward::ErrorChain(error.error()),
-                        reused,
-                        "node connection broke before the answer"
-                    );
-                    // Not sent at all, or safe to send again.
-                    error.take_message().or(copy)
-                }
-            };
-            // The broken connection's permit goes to the fresh one.
-            let Conn {
-                sender,
-                _permit: permit,
-                _open: open,
-            } = conn;
-            drop((sender, open));
-            let Some(request) = again else {
-                drop(permit);
-                let failure = self.after_break(connect_timeout).await;
-                if matches!(failure, ForwardFailure::Other) {
-                    counted(FailureKind::Broken);
-                }
-                return Err(failure);
-            };
-            counted(FailureKind::Resent);
-            let mut fresh = self.connect(permit, connect_timeout).await?;
-            match fresh.sender.try_send_request(request).await {
-                Ok(response) => Ok((response, fresh)),
-                // Two connections in a row broke before any answer: the
-                // node is going (killed while the kernel still accepted the
-                // fresh connect). An honest 503 and a strike, not a 502.
-                Err(error) => {
-                    tracing::debug!(error = %crate::forward::ErrorChain(error.error()), "a fresh node connection broke before the answer");
-                    counted(FailureKind::Broken);
-                    Err(ForwardFailure::Connect)
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => Err(ForwardFailure::Timeout),
-            Ok(Err(failure)) => Err(failure),
-            Ok(Ok((response, conn))) => Ok((
-                response,
-                Lease {
-                    conn,
-                    pool: Arc::clone(self),
-                },
-            )),
-        }
+        matches!(tokio::time::timeout(timeout, asked).await, Ok(Ok(n)) if n > 0)
     }
 }
 
@@ -455,26 +361,6 @@ mod tests {
             assert!(matches!(connect_failure(&error), ForwardFailure::Connect));
         }
         assert!(!is_local_error(&io::Error::other("no errno")));
-    }
-
-    #[test]
-    fn only_bodiless_safe_methods_are_resent() {
-        let request = |method: Method, body: UpstreamBody| {
-            let mut request = Request::new(body);
-            *request.method_mut() = method;
-            request
-        };
-        assert!(safe_to_resend(&request(Method::GET, UpstreamBody::Empty)));
-        assert!(safe_to_resend(&request(Method::HEAD, UpstreamBody::Empty)));
-        assert!(safe_to_resend(&request(
-            Method::OPTIONS,
-            UpstreamBody::Empty
-        )));
-        assert!(!safe_to_resend(&request(Method::POST, UpstreamBody::Empty)));
-        assert!(!safe_to_resend(&request(
-            Method::DELETE,
-            UpstreamBody::Empty
-        )));
     }
 
     #[tokio::test]

@@ -1,0 +1,20 @@
+//! What a client connection runs over: plain TCP, or TLS.
+
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A client's byte stream.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Resolves when a read would make progress (bytes, the end, or an
+    /// error), holding no buffer meanwhile where the stream allows it.
+    fn ready(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl ClientStream for TcpStream {
+    fn ready(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
+}

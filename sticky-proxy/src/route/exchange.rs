@@ -1,0 +1,229 @@
+//! One request in passage, from its parsed head to its answer.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use http1::{RequestBody, RequestHead};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::upstream::ClientFault;
+use crate::wire::body::{BodyCopy, Framing};
+use crate::wire::buffers::{Inbound, BUF_SIZE};
+use crate::wire::rewrite::{self, ClientFacts};
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer went out whole. `close`: the client connection must close
+    /// now. `miss`: the proxy's own 503 for a token no live node claims
+    /// (a miss for the probe budget).
+    Answered {
+        status: StatusCode,
+        close: bool,
+        miss: bool,
+    },
+    /// The connection became a WebSocket tunnel, now closed.
+    Tunnelled,
+    /// The client is gone, or its answer broke: close without a word.
+    Closed,
+}
+
+/// A request from one client connection.
+#[derive(Debug)]
+pub struct Exchange<'a, C: ?Sized> {
+    pub client: &'a mut C,
+    /// The client's read buffer: the head (until prepared), then the body.
+    pub client_in: &'a mut Inbound,
+    pub head: RequestHead,
+    pub facts: &'a ClientFacts,
+    pub peer: IpAddr,
+    pub method: Method,
+    /// A WebSocket upgrade request.
+    pub websocket: bool,
+    /// The proxy closes the connection after this exchange (the client
+    /// asked, or the proxy is draining).
+    pub closing: bool,
+    pub http10: bool,
+    /// The head for the node and the body bytes already read; then scratch
+    /// space for answers.
+    pub out: Vec<u8>,
+    pub body: BodyCopy,
+    prepared: bool,
+}
+
+impl<'a, C> Exchange<'a, C>
+where
+    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    pub fn new(
+        client: &'a mut C,
+        client_in: &'a mut Inbound,
+        head: RequestHead,
+        facts: &'a ClientFacts,
+        peer: IpAddr,
+        draining: bool,
+        limits: &http1::Limits,
+        max_body: u64,
+    ) -> Self {
+        let buf = client_in.data();
+        let method = Method::from_bytes(head.method.of(buf)).unwrap_or(Method::GET);
+        let websocket = head.upgrade && rewrite::is_websocket_upgrade(buf, &head);
+        let body = match head.body {
+            RequestBody::None => BodyCopy::none(),
+            RequestBody::Length(n) => BodyCopy::new(Framing::Length(n), limits, max_body),
+            RequestBody::Chunked => BodyCopy::new(Framing::Chunked, limits, max_body),
+        };
+        let http10 = rewrite::is_http10(head.version);
+        Exchange {
+            closing: draining || !head.keep_alive,
+            client,
+            client_in,
+            facts,
+            peer,
+            method,
+            websocket,
+            http10,
+            out: Vec::new(),
+            body,
+            prepared: false,
+            head,
+        }
+    }
+
+    /// The bytes the head's spans point into; meaningful until
+    /// [`prepare`](Self::prepare).
+    pub fn buf(&self) -> &[u8] {
+        self.client_in.data()
+    }
+
+    /// The target's path and query as text (a target that is not UTF-8
+    /// routes nowhere in particular).
+    pub fn path(&self) -> String {
+        let head = crate::wire::headers::Head::new(self.buf(), &self.head);
+        String::from_utf8_lossy(head.path_and_query()).into_owned()
+    }
+
+    pub fn has_body(&self) -> bool {
+        !matches!(self.head.body, RequestBody::None)
+    }
+
+    /// A GET, HEAD or OPTIONS without a body: safe to send again.
+    pub fn resendable(&self) -> bool {
+        !self.has_body() && matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+
+    pub fn is_head_request(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
+    pub fn is_prepared(&self) -> bool {
+        self.prepared
+    }
+
+    /// Writes the head for the node (`authority`: the node's, for a request
+    /// that names no host) and moves the body bytes already read behind it.
+    /// Once prepared, the same bytes can go to another node as they are.
+    pub fn prepare(&mut self, authority: &str) -> Result<(), ClientFault> {
+        if self.prepared {
+            return Ok(());
+        }
+        self.out.clear();
+        let buf = self.client_in.data();
+        rewrite::request_to_node(&mut self.out, buf, &self.head, self.facts, self.websocket, authority);
+        let head_len = self.head.len;
+        self.client_in.consume(head_len);
+        self.prepared = true;
+        self.body
+            .take_buffered(self.client_in, &mut self.out)
+            .map_err(|error| match error {
+                crate::wire::body::CopyError::TooLarge => ClientFault::TooLarge,
+                _ => ClientFault::Malformed,
+            })
+    }
+
+    /// Says `100 Continue` to a client waiting for it, before its body is
+    /// read. Answered here rather than passed on (`Expect` is not
+    /// forwarded), so the node never sends an interim answer the proxy
+    /// would have to interleave with the body.
+    pub async fn continue_if_expected(&mut self) -> std::io::Result<()> {
+        if self.head.expect_continue && !self.body.is_done() && self.client_in.is_empty() {
+            self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        Ok(())
+    }
+
+    /// The body has been read to its end (or there is none).
+    pub fn body_done(&self) -> bool {
+        self.body.is_done()
+    }
+
+    /// Reads and drops what is left of a small body (at most `limit` bytes,
+    /// within `wait`), so that an answer the proxy makes itself can leave
+    /// the connection open. False when the body is still not read.
+    pub async fn drain_body(&mut self, limit: u64, wait: Duration) -> bool {
+        if self.body.is_done() {
+            return true;
+        }
+        if let RequestBody::Length(n) = self.head.body {
+            if n > limit {
+                return false;
+            }
+        }
+        if !self.prepared {
+            let head_len = self.head.len;
+            self.client_in.consume(head_len);
+            self.prepared = true;
+            let mut sink = Vec::new();
+            if self.body.take_buffered(self.client_in, &mut sink).is_err() {
+                return false;
+            }
+        }
+        if self.body.is_done() {
+            return true;
+        }
+        if self.continue_if_expected().await.is_err() {
+            return false;
+        }
+        let discard = self.body.discard(self.client, self.client_in);
+        matches!(tokio::time::timeout(wait, discard).await, Ok(Ok(()))) && self.body.passed() <= limit.saturating_add(BUF_SIZE as u64)
+    }
+
+    /// Reads ahead of the body until its first message's `clientId` is
+    /// known: at most `limit` bytes and until `deadline`. The bytes stay in
+    /// the read buffer, to be sent first. Only `Content-Length` bodies are
+    /// read ahead (CometD clients send those); a chunked one is routed
+    /// without it.
+    pub async fn peek_client_id(&mut self, limit: usize, deadline: Duration) -> Option<String> {
+        let RequestBody::Length(len) = self.head.body else {
+            return None;
+        };
+        let head_len = self.head.len;
+        let want = usize::try_from(len).unwrap_or(usize::MAX).min(limit);
+        let read = async {
+            let mut scanned = 0usize;
+            loop {
+                let have = self.client_in.len().saturating_sub(head_len).min(want);
+                let at_end = have >= want;
+                // Scan again only once the read-ahead has doubled (linear
+                // work in all).
+                if at_end || have >= scanned.saturating_mul(2).max(1024) {
+                    scanned = have;
+                    let data = &self.client_in.data()[head_len..head_len + have];
+                    match crate::cometd_route::scan(data) {
+                        crate::cometd_route::Scan::Found(id) => return Some(id),
+                        crate::cometd_route::Scan::Absent => return None,
+                        crate::cometd_route::Scan::NeedMore if at_end => return None,
+                        crate::cometd_route::Scan::NeedMore => {}
+                    }
+                }
+                let max = head_len.saturating_add(want);
+                match self.client_in.read_from(self.client, max).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return None,
+                }
+            }
+        };
+        tokio::time::timeout(deadline, read).await.ok().flatten()
+    }
+}
