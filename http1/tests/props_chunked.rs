@@ -102,7 +102,7 @@ proptest! {
     ) {
         let mut input = body.bytes.clone();
         input.extend(NEXT);
-        mutate(&mut input, &m);
+        mutate(&mut input, &body.framing, &m);
         let want = reference(&input, limits.max_chunk_ext, limits.max_trailer_bytes);
         let (got, _) = scanner_reading(&input, &limits);
         match want {
@@ -115,6 +115,18 @@ proptest! {
         }
         if let Reading::Valid { end, data_len } = want {
             prop_assert_eq!(feed(&input, &cuts, &limits).unwrap(), (end, true, data_len));
+        }
+    }
+
+    #[test]
+    fn limits_hold_to_the_byte(body in chunked()) {
+        let just = Limits { max_chunk_ext: body.max_ext, max_trailer_bytes: body.trailer_bytes, ..Limits::default() };
+        prop_assert_eq!(feed(&body.bytes, &[], &just).unwrap(), (body.bytes.len(), true, body.data_len));
+        let trailers = Limits { max_trailer_bytes: body.trailer_bytes - 1, ..just };
+        prop_assert_eq!(feed(&body.bytes, &[], &trailers), Err(ChunkError::TrailersTooLarge));
+        if body.max_ext > 0 {
+            let ext = Limits { max_chunk_ext: body.max_ext - 1, ..just };
+            prop_assert_eq!(feed(&body.bytes, &[], &ext), Err(ChunkError::ExtensionTooLong));
         }
     }
 

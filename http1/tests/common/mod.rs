@@ -9,6 +9,13 @@ use proptest::prelude::*;
 pub struct Chunked {
     pub bytes: Vec<u8>,
     pub data_len: u64,
+    /// Positions of the framing bytes (all but chunk data): where a
+    /// mutation is worth making.
+    pub framing: Vec<usize>,
+    /// The longest extension (`;` included) and the trailer section's size:
+    /// the limits at which this body is just valid.
+    pub max_ext: usize,
+    pub trailer_bytes: usize,
 }
 
 fn chunk_data() -> impl Strategy<Value = Vec<u8>> {
@@ -25,7 +32,8 @@ fn extension() -> impl Strategy<Value = String> {
 /// A valid chunked body: random chunk sizes (hex in either case, leading
 /// zeros), extensions, and trailers.
 pub fn chunked() -> impl Strategy<Value = Chunked> {
-    let chunk = (chunk_data(), prop::option::of(extension()), any::<bool>(), 0usize..3);
+    let zeros = prop_oneof![3 => 0usize..3, 1 => 10usize..16];
+    let chunk = (chunk_data(), prop::option::of(extension()), any::<bool>(), zeros);
     let trailer = ("[A-Za-z0-9-]{1,12}", "[ \t]{0,2}", "[!-~]([ -~]{0,20}[!-~])?");
     (
         prop::collection::vec(chunk, 0..6),
@@ -34,29 +42,38 @@ pub fn chunked() -> impl Strategy<Value = Chunked> {
     )
         .prop_map(|(chunks, last_ext, trailers)| {
             let mut bytes = Vec::new();
+            let mut framing = Vec::new();
+            let mut frame = |bytes: &mut Vec<u8>, part: &[u8]| {
+                framing.extend(bytes.len()..bytes.len() + part.len());
+                bytes.extend(part);
+            };
             let mut data_len = 0;
+            let mut max_ext = 0;
             for (data, ext, upper, zeros) in chunks {
                 let size = if upper {
                     format!("{:X}", data.len())
                 } else {
                     format!("{:x}", data.len())
                 };
-                bytes.extend("0".repeat(zeros).as_bytes());
-                bytes.extend(size.as_bytes());
-                bytes.extend(ext.unwrap_or_default().as_bytes());
-                bytes.extend(b"\r\n");
+                // At most 16 digits in all.
+                let zeros = "0".repeat(zeros.min(16 - size.len()));
+                let ext = ext.unwrap_or_default();
+                max_ext = max_ext.max(ext.len());
+                frame(&mut bytes, format!("{zeros}{size}{ext}\r\n").as_bytes());
                 bytes.extend(&data);
-                bytes.extend(b"\r\n");
+                frame(&mut bytes, b"\r\n");
                 data_len += data.len() as u64;
             }
-            bytes.extend(b"0");
-            bytes.extend(last_ext.unwrap_or_default().as_bytes());
-            bytes.extend(b"\r\n");
+            let last_ext = last_ext.unwrap_or_default();
+            max_ext = max_ext.max(last_ext.len());
+            frame(&mut bytes, format!("0{last_ext}\r\n").as_bytes());
+            let trailers_start = bytes.len();
             for (name, ows, value) in trailers {
-                bytes.extend(format!("{name}:{ows}{value}\r\n").as_bytes());
+                frame(&mut bytes, format!("{name}:{ows}{value}\r\n").as_bytes());
             }
-            bytes.extend(b"\r\n");
-            Chunked { bytes, data_len }
+            frame(&mut bytes, b"\r\n");
+            let trailer_bytes = bytes.len() - trailers_start;
+            Chunked { bytes, data_len, framing, max_ext, trailer_bytes }
         })
 }
 
@@ -160,27 +177,47 @@ pub fn framing_byte() -> impl Strategy<Value = u8> {
     ]
 }
 
-/// One byte flipped, inserted or deleted.
+/// One byte flipped, inserted or deleted. `AtFraming` makes the mutation
+/// at a framing byte (an index into `Chunked::framing`) instead of anywhere.
 #[derive(Clone, Debug)]
 pub enum Mutation {
     Flip(prop::sample::Index, u8),
     Insert(prop::sample::Index, u8),
     Delete(prop::sample::Index),
+    AtFraming(prop::sample::Index, Box<Mutation>),
 }
 
 pub fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
+    let anywhere = prop_oneof![
         (any::<prop::sample::Index>(), framing_byte()).prop_map(|(i, b)| Mutation::Flip(i, b)),
         (any::<prop::sample::Index>(), framing_byte()).prop_map(|(i, b)| Mutation::Insert(i, b)),
         any::<prop::sample::Index>().prop_map(Mutation::Delete),
-    ]
+    ];
+    (any::<Option<prop::sample::Index>>(), anywhere).prop_map(|(at, m)| match at {
+        Some(at) => Mutation::AtFraming(at, Box::new(m)),
+        None => m,
+    })
 }
 
-pub fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
+/// Applies `m` to `bytes`, whose framing bytes are at `framing`.
+pub fn mutate(bytes: &mut Vec<u8>, framing: &[usize], m: &Mutation) {
     if bytes.is_empty() {
         return;
     }
     match m {
+        Mutation::AtFraming(at, m) if !framing.is_empty() => {
+            let pos = framing[at.index(framing.len())];
+            let (Mutation::Flip(_, b) | Mutation::Insert(_, b)) = **m else {
+                bytes.remove(pos);
+                return;
+            };
+            if matches!(**m, Mutation::Flip(..)) {
+                bytes[pos] = b;
+            } else {
+                bytes.insert(pos, b);
+            }
+        }
+        Mutation::AtFraming(_, m) => mutate(bytes, framing, m),
         Mutation::Flip(i, b) => {
             let i = i.index(bytes.len());
             bytes[i] = *b;
