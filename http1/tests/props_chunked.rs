@@ -36,7 +36,13 @@ fn feed(input: &[u8], cuts: &[Index], limits: &Limits) -> Result<(usize, bool, u
 fn scanner_reading(input: &[u8], limits: &Limits) -> (Reading, u64) {
     let mut s = ChunkedScanner::new(limits);
     match s.scan(input) {
-        Ok(r) if r.done => (Reading::Valid { end: r.consumed, data_len: s.data_len() }, s.data_len()),
+        Ok(r) if r.done => (
+            Reading::Valid {
+                end: r.consumed,
+                data_len: s.data_len(),
+            },
+            s.data_len(),
+        ),
         Ok(_) => (Reading::Incomplete, s.data_len()),
         Err(_) => (Reading::Invalid, s.data_len()),
     }

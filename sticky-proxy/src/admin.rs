@@ -47,8 +47,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::errors::{empty_response, json_response};
 use crate::errors::ProxyBody;
+use crate::errors::{empty_response, json_response};
 use crate::limits::Limits;
 use crate::nodes::{Membership, Node};
 

@@ -6,8 +6,10 @@
 //! (256 KiB), and only until the first message's `clientId` is read or the
 //! first message ends without one — finds the `clientId`, and routes to the
 //! configured node it names. The bytes read are sent first and the rest of
-//! the body streams on ([`crate::body::ClientBody`]); nothing else is
-//! buffered. The name is looked up among the configured nodes only: a
+//! the body streams on ([`crate::route::Exchange::peek_client_id`]);
+//! nothing else is buffered. Only `Content-Length` bodies are read ahead
+//! (the CometD clients send those); a chunked one is routed without its
+//! `clientId`. The name is looked up among the configured nodes only: a
 //! `clientId` naming no node, or malformed, is ignored (the request is routed
 //! as if it had none, and the node that gets it answers `402::Unknown
 //! client` itself); a name is never used as an address.
@@ -27,13 +29,11 @@
 //! header or query parameter only.
 
 use std::fmt;
-use std::time::Duration;
 
 use http::Method;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::affinity::Paths;
-use crate::body::ClientBody;
 
 /// Whether `method` on `path` is a CometD long-polling request:
 /// `POST <ctx>/cometd`, `<ctx>/cometd/` or `<ctx>/cometd/<type>`.
@@ -77,47 +77,6 @@ pub fn scan(data: &[u8]) -> Scan {
         Err(error) if error.is_eof() => Scan::NeedMore,
         Err(_) => Scan::Absent,
     }
-}
-
-/// Frames read ahead at most for a `clientId`.
-const MAX_PEEK_FRAMES: usize = 256;
-/// The first scan waits for this much read-ahead, or the body's end (a
-/// connect is one short body, scanned once at its end).
-const MIN_SCAN_BYTES: u64 = 1024;
-
-/// Reads ahead of `body` until its first message's `clientId` is known:
-/// at most `limit` bytes and until `deadline`. The bytes read stay in the
-/// body, to be sent first.
-pub async fn peek_client_id(
-    body: &mut ClientBody,
-    limit: usize,
-    deadline: Duration,
-) -> Option<String> {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    let read = async {
-        // Scanning re-reads everything read so far, so scan again only once
-        // the read-ahead has doubled (linear work in all), and give up after
-        // `MAX_PEEK_FRAMES` frames (a body trickled a byte per chunk must not
-        // cost a frame entry per byte).
-        let mut scanned = 0u64;
-        for _ in 0..MAX_PEEK_FRAMES {
-            let more = body.read_ahead().await.is_some();
-            let len = body.read_ahead_len();
-            let at_end = !more || len >= limit;
-            if !at_end && len < scanned.saturating_mul(2).max(MIN_SCAN_BYTES) {
-                continue;
-            }
-            scanned = len;
-            match scan(&body.read_ahead_data()) {
-                Scan::Found(id) => return Some(id),
-                Scan::Absent => return None,
-                Scan::NeedMore if at_end => return None,
-                Scan::NeedMore => {}
-            }
-        }
-        None
-    };
-    tokio::time::timeout(deadline, read).await.ok().flatten()
 }
 
 /// The top level: an array (its first element) or a single message.

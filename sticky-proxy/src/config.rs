@@ -479,6 +479,15 @@ pub struct Config {
     pub max_conns_per_node: u32,
     /// Bytes of a CometD POST body read ahead for its `clientId`.
     pub cometd_peek_limit: usize,
+    /// Largest request body the proxy passes on (413 above).
+    pub max_body_size: usize,
+    /// Header fields in a request head at most (431 above).
+    pub max_headers: usize,
+    /// Client connections held at once at most; 0: no cap.
+    pub max_connections: usize,
+    /// PEM certificate chain and key: serve https.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -517,6 +526,11 @@ impl Config {
             retire_timeout: DEFAULT_RETIRE_TIMEOUT,
             max_conns_per_node: DEFAULT_MAX_CONNS_PER_NODE,
             cometd_peek_limit: DEFAULT_COMETD_PEEK_LIMIT,
+            max_body_size: 1024 * 1024,
+            max_headers: 100,
+            max_connections: 0,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -658,6 +672,11 @@ impl Config {
                 .cometd_peek_limit
                 .or(file.cometd_peek_limit)
                 .unwrap_or(DEFAULT_COMETD_PEEK_LIMIT),
+            max_body_size: 1024 * 1024,
+            max_headers: 100,
+            max_connections: 0,
+            tls_cert: None,
+            tls_key: None,
         };
         config.validate()?;
         Ok(config)

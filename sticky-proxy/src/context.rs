@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use crate::affinity::{Paths, Via};
 use crate::balance::RoundRobin;
 use crate::config::Config;
-use crate::health::{spawn_health_loop, HealthCheck, HealthTask, HealthTracker, HttpHealthCheck, OnTransition, Probe};
+use crate::health::{
+    spawn_health_loop, HealthCheck, HealthTask, HealthTracker, HttpHealthCheck, OnTransition, Probe,
+};
 use crate::limits::Limits;
 use crate::lookup::OwnerLookup;
 use crate::nodes::{Membership, Node, NodeState, RequestCounters};

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::forward::{UpstreamBody, UpstreamClient};
+use crate::control::{UpstreamBody, UpstreamClient};
 use crate::nodes::{Node, NodeState};
 
 /// Outcome of one probe.
@@ -74,13 +74,13 @@ impl HttpHealthCheck {
         let Ok(uri) = Uri::try_from(format!("{}{}", node.url(), self.path)) else {
             return Probe::Failed;
         };
-        let Ok(request) = Request::get(uri).body(UpstreamBody::Empty) else {
+        let Ok(request) = Request::get(uri).body(UpstreamBody::new()) else {
             return Probe::Failed;
         };
         let response = match self.client.request(request).await {
             Ok(response) => response,
-            Err(error) if crate::forward::is_local(&error) => {
-                tracing::warn!(node = node.name(), error = %crate::forward::ErrorChain(&error), "cannot probe the node: out of local resources; not counted against it");
+            Err(error) if crate::control::is_local(&error) => {
+                tracing::warn!(node = node.name(), error = %crate::control::ErrorChain(&error), "cannot probe the node: out of local resources; not counted against it");
                 return Probe::Unknown;
             }
             Err(_) => return Probe::Failed,

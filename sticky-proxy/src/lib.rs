@@ -8,53 +8,50 @@
 //! Modules, in the order a request meets them:
 //!
 //! - [`config`]: flags, environment and TOML file merged into one [`Config`].
-//! - [`server`]: the accept loop with graceful drain, the per-request routing
-//!   and the [`ProxyHandle`] (reload, node listing).
-//! - [`conn`]: one client connection: the request-head timeout and the
-//!   refusal of a connection over the per-address cap.
-//! - [`body`]: the client's request body: read-ahead, end tracking (an
-//!   answer before its end says `Connection: close`), draining.
-//! - [`cometd_route`]: the node a CometD long-polling body's `clientId`
-//!   names.
-//! - [`affinity`]: pure functions that read what a request is bound to
-//!   (cookie, header, query parameter, session or user path) and which
-//!   budget it is under.
-//! - [`limits`]: who a client is (address behind trusted proxies, or a
-//!   verified agent), its probe and create budgets, connections per address.
-//! - [`lookup`]: which node owns a session, asked of the nodes and cached.
-//! - [`balance`]: the choice of a ready node for unbound requests.
-//! - [`forward`]: header rewriting, the pooled upstream client, streamed
-//!   bodies and the WebSocket upgrade tunnel.
-//! - [`pool`]: the keep-alive connections to each node that forwarded
-//!   requests use, capped per node; the resend of a request whose kept-alive
-//!   connection broke before the answer.
-//! - [`nodes`]: membership — nodes, their state, phase and in-flight
-//!   counts — and the atomically swapped snapshot the hot path reads.
-//! - [`health`]: active health checks with rise/fall thresholds.
-//! - [`passive`]: what forwarding failures say about a node (strikes,
-//!   immediate probes), so no client can take a healthy node down.
-//! - [`retire`]: nodes a reload removed keep serving their sessions until
-//!   they have none left or `--retire-timeout`.
-//! - [`errors`]: the errors the proxy answers itself, as JSON bodies.
-//! - [`admin`]: the optional admin listener (`/metrics`, `/nodes`).
+//! - [`server`]: the accept loop (connection caps) with graceful drain, and
+//!   the [`ProxyHandle`] (reload, node listing).
+//! - [`client`]: one client connection: idle without a buffer, the head
+//!   read and checked within `--header-timeout`, keep-alive and pipelining.
+//! - [`route`]: one request: its budget ([`limits`]), where it goes
+//!   ([`affinity`], [`cometd_route`], [`lookup`], [`balance`]), and sending
+//!   it with the retry rules of its kind.
+//! - [`upstream`]: the node side: per-node connection pools, one exchange
+//!   with its resend rules, the answer relayed back or a WebSocket tunnel.
+//! - [`wire`]: the bytes: pooled buffers, head edits, framed bodies, the
+//!   proxy's own answers; parsing is the strict [`http1`] crate's.
+//!
+//! Beside the request path, the membership: [`nodes`] (nodes, their state,
+//! phase and in-flight counts, the snapshot the hot path reads), [`health`]
+//! (active checks with rise/fall), [`passive`] (what forwarding failures say
+//! about a node), [`retire`] (nodes a reload removed keep serving their
+//! sessions for a while); [`control`] is the hyper client of health checks
+//! and lookups; [`context`] what every connection shares; [`errors`] the
+//! proxy's own JSON errors; [`admin`] the optional admin listener.
+//!
+//! Imports run one way: server → client → route → upstream → wire; route
+//! and server read the membership; the membership never imports the
+//! request path (a node owns its [`upstream::pool`], which knows nothing of
+//! nodes).
 
 pub mod admin;
 pub mod affinity;
 pub mod balance;
-pub mod body;
+pub mod client;
 pub mod cometd_route;
 pub mod config;
-pub mod conn;
+pub mod context;
+pub mod control;
 pub mod errors;
-pub mod forward;
 pub mod health;
 pub mod limits;
 pub mod lookup;
 pub mod nodes;
 pub mod passive;
-pub mod pool;
 pub mod retire;
+pub mod route;
 pub mod server;
+pub mod upstream;
+pub mod wire;
 
 pub use config::{Config, ConfigError, NodeSpec};
 pub use server::{serve, Proxy, ProxyHandle, ReloadSummary, ServeError};

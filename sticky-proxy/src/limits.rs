@@ -42,12 +42,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use access::{AgentKeys, Budgets, ClientKey, RetryAfter, TrustedProxies, Verifier};
 use http::StatusCode;
 #[cfg(test)]
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
 use metrics::{Counter, Gauge};
 
 use crate::config::{Config, ConfigError};
 use crate::wire::headers::Headers;
-
 
 /// Why the proxy refused something itself, for `proxy_rejected_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

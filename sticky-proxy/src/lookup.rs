@@ -35,7 +35,7 @@ use http_body_util::BodyExt;
 use moka::future::Cache;
 
 use crate::affinity::SessionToken;
-use crate::forward::{UpstreamBody, UpstreamClient};
+use crate::control::{UpstreamBody, UpstreamClient};
 use crate::nodes::{Node, NodeSet, NodeState};
 
 /// How an owner was found.
@@ -281,14 +281,14 @@ async fn ask_one(
 ) -> Answer {
     let Ok(request) = Request::get(uri)
         .header(header::ORIGIN, origin)
-        .body(UpstreamBody::Empty)
+        .body(UpstreamBody::new())
     else {
         return Answer::Silent(node);
     };
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(node = node.name(), error = %crate::forward::ErrorChain(&error), "owner lookup request failed");
+            tracing::warn!(node = node.name(), error = %crate::control::ErrorChain(&error), "owner lookup request failed");
             return Answer::Silent(node);
         }
     };

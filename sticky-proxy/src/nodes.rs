@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 
 use crate::passive::Passive;
-use crate::pool::{ConnectionPool, PoolLimits};
+use crate::upstream::pool::{ConnectionPool, PoolLimits};
 use http::uri::Authority;
 use http::StatusCode;
 use metrics::{Counter, Gauge};

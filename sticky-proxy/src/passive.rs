@@ -15,7 +15,7 @@
 //!   nothing about the node. A connection that breaks after the request went
 //!   out — a node that answered and closed, a node that refused an oversized
 //!   body, a keep-alive race — is checked with a fresh connect by the pool
-//!   ([`crate::pool`]); only a refused or timed-out one is a strike.
+//!   ([`crate::upstream`]); only a refused or timed-out one is a strike.
 //!
 //! Each forwarded request reports at most one strike per node, so "from
 //! different requests" holds by construction.

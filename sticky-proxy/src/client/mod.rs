@@ -148,8 +148,7 @@ pub async fn serve<S: ClientStream>(
             &conn.facts,
             conn.peer,
             draining,
-            &shared.wire_limits,
-            config.max_body_size as u64,
+            &shared,
         );
         let outcome = route::handle(&shared, &mut exchange).await;
         let body_done = exchange.body_done();
@@ -190,7 +189,12 @@ async fn read_head<S: ClientStream>(
 }
 
 /// Answers a head the parser refused, and counts it.
-async fn refuse_head<S: ClientStream>(shared: &Shared, stream: &mut S, conn: &ClientConn, error: HeadError) {
+async fn refuse_head<S: ClientStream>(
+    shared: &Shared,
+    stream: &mut S,
+    conn: &ClientConn,
+    error: HeadError,
+) {
     let mut out = Vec::new();
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
     if status == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE {

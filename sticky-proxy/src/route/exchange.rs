@@ -63,9 +63,10 @@ where
         facts: &'a ClientFacts,
         peer: IpAddr,
         draining: bool,
-        limits: &http1::Limits,
-        max_body: u64,
+        shared: &crate::context::Shared,
     ) -> Self {
+        let limits = &shared.wire_limits;
+        let max_body = shared.config.max_body_size as u64;
         let buf = client_in.data();
         let method = Method::from_bytes(head.method.of(buf)).unwrap_or(Method::GET);
         let websocket = head.upgrade && rewrite::is_websocket_upgrade(buf, &head);
@@ -130,7 +131,14 @@ where
         }
         self.out.clear();
         let buf = self.client_in.data();
-        rewrite::request_to_node(&mut self.out, buf, &self.head, self.facts, self.websocket, authority);
+        rewrite::request_to_node(
+            &mut self.out,
+            buf,
+            &self.head,
+            self.facts,
+            self.websocket,
+            authority,
+        );
         let head_len = self.head.len;
         self.client_in.consume(head_len);
         self.prepared = true;
@@ -148,7 +156,9 @@ where
     /// would have to interleave with the body.
     pub async fn continue_if_expected(&mut self) -> std::io::Result<()> {
         if self.head.expect_continue && !self.body.is_done() && self.client_in.is_empty() {
-            self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            self.client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await?;
         }
         Ok(())
     }
@@ -186,7 +196,8 @@ where
             return false;
         }
         let discard = self.body.discard(self.client, self.client_in);
-        matches!(tokio::time::timeout(wait, discard).await, Ok(Ok(()))) && self.body.passed() <= limit.saturating_add(BUF_SIZE as u64)
+        matches!(tokio::time::timeout(wait, discard).await, Ok(Ok(())))
+            && self.body.passed() <= limit.saturating_add(BUF_SIZE as u64)
     }
 
     /// Reads ahead of the body until its first message's `clientId` is

@@ -51,7 +51,9 @@ where
     match guard {
         Guard::None => route(shared, ex).await,
         Guard::Create => {
-            let key = shared.limits.client_key(ex.peer, &Head::new(ex.buf(), &ex.head));
+            let key = shared
+                .limits
+                .client_key(ex.peer, &Head::new(ex.buf(), &ex.head));
             if let Err(retry) = shared.limits.take_create(&key) {
                 shared.limits.reject(Reason::TooManyCreates);
                 let error = ProxyError::TooManyCreates(retry.secs());
@@ -60,7 +62,9 @@ where
             route(shared, ex).await
         }
         Guard::Probe => {
-            let key = shared.limits.client_key(ex.peer, &Head::new(ex.buf(), &ex.head));
+            let key = shared
+                .limits
+                .client_key(ex.peer, &Head::new(ex.buf(), &ex.head));
             if let Err(retry) = shared.limits.check_probe(&key) {
                 shared.limits.reject(Reason::TooManyAttempts);
                 let error = ProxyError::TooManyAttempts(retry.secs());
@@ -89,8 +93,11 @@ where
         cometd_route::is_cometd_post(&shared.paths, &ex.method, path)
     };
     let client_id = if client_id {
-        ex.peek_client_id(shared.config.cometd_peek_limit, shared.config.header_timeout)
-            .await
+        ex.peek_client_id(
+            shared.config.cometd_peek_limit,
+            shared.config.header_timeout,
+        )
+        .await
     } else {
         None
     };
@@ -135,9 +142,7 @@ where
         }
     };
     match target {
-        Target::Named { node, via } => {
-            send::bound(shared, ex, node, Decision::of(via), None).await
-        }
+        Target::Named { node, via } => send::bound(shared, ex, node, Decision::of(via), None).await,
         Target::Session(token) => {
             let set = shared.membership.load_full();
             match shared.lookup.owner(token, &set).await {

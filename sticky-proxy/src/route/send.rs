@@ -36,7 +36,13 @@ enum Forwarded {
     Done(Outcome),
 }
 
-async fn write_answer<C>(ex: &mut Exchange<'_, C>, status: StatusCode, bytes: &[u8], close: bool, miss: bool) -> Outcome
+async fn write_answer<C>(
+    ex: &mut Exchange<'_, C>,
+    status: StatusCode,
+    bytes: &[u8],
+    close: bool,
+    miss: bool,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -77,7 +83,12 @@ where
 /// An answer the proxy makes without forwarding the request: a small body
 /// is read and dropped first, so that the client's connection can stay
 /// open. Counted against `node`, or as the proxy's own.
-pub(super) async fn early<C>(shared: &Shared, ex: &mut Exchange<'_, C>, error: ProxyError, node: Option<&Node>) -> Outcome
+pub(super) async fn early<C>(
+    shared: &Shared,
+    ex: &mut Exchange<'_, C>,
+    error: ProxyError,
+    node: Option<&Node>,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -150,15 +161,21 @@ where
 /// 404 or 410 and the request has no body (so it can be sent again as it
 /// was), the owner is looked up afresh and, if another node owns the token
 /// now, the request goes there.
-pub(super) async fn cached<C>(shared: &Shared, ex: &mut Exchange<'_, C>, node: Arc<Node>, token: SessionToken) -> Outcome
+pub(super) async fn cached<C>(
+    shared: &Shared,
+    ex: &mut Exchange<'_, C>,
+    node: Arc<Node>,
+    token: SessionToken,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     let again = !ex.has_body() && !ex.websocket;
-    let (answer, in_flight) = match forward(shared, ex, node.clone(), Decision::LookupHit, Some(token)).await {
-        Forwarded::Answer(answer, in_flight) => (answer, in_flight),
-        Forwarded::Done(outcome) => return outcome,
-    };
+    let (answer, in_flight) =
+        match forward(shared, ex, node.clone(), Decision::LookupHit, Some(token)).await {
+            Forwarded::Answer(answer, in_flight) => (answer, in_flight),
+            Forwarded::Done(outcome) => return outcome,
+        };
     if !again {
         return finish(shared, ex, answer, in_flight).await;
     }
@@ -237,7 +254,9 @@ where
             }
             Forwarded::Answer(answer, in_flight)
         }
-        Err((failure, _sent)) => Forwarded::Done(failed(shared, ex, &node, failure, decision, true).await),
+        Err((failure, _sent)) => {
+            Forwarded::Done(failed(shared, ex, &node, failure, decision, true).await)
+        }
     }
 }
 
@@ -264,12 +283,19 @@ where
         limits: &shared.wire_limits,
     };
     let client_in: &mut Inbound = ex.client_in;
-    let answer = exchange(node.pool(), out, &mut ex.body, &mut *ex.client, client_in, |incident| {
-        node.count_failure(match incident {
-            Incident::Resent => FailureKind::Resent,
-            Incident::Broken => FailureKind::Broken,
-        })
-    })
+    let answer = exchange(
+        node.pool(),
+        out,
+        &mut ex.body,
+        &mut *ex.client,
+        client_in,
+        |incident| {
+            node.count_failure(match incident {
+                Incident::Resent => FailureKind::Resent,
+                Incident::Broken => FailureKind::Broken,
+            })
+        },
+    )
     .await?;
     Ok((answer, in_flight))
 }
@@ -328,7 +354,11 @@ where
 }
 
 /// Maps a failed forward to the answer (or the client's fault).
-fn failure_error(shared: &Shared, node: &Arc<Node>, failure: ForwardFailure) -> Result<ProxyError, ClientFault> {
+fn failure_error(
+    shared: &Shared,
+    node: &Arc<Node>,
+    failure: ForwardFailure,
+) -> Result<ProxyError, ClientFault> {
     let name = node.name_arc().clone();
     Ok(match failure {
         // Refused or timed out: this request's session is not reachable
@@ -367,7 +397,11 @@ fn failure_error(shared: &Shared, node: &Arc<Node>, failure: ForwardFailure) -> 
 /// Forwards an unbound request to a ready node, trying the next ready node
 /// when nothing could be sent (the connect failed, or the node is at
 /// `--max-conns-per-node`).
-pub(super) async fn unbound<C>(shared: &Shared, ex: &mut Exchange<'_, C>, decision: Decision) -> Outcome
+pub(super) async fn unbound<C>(
+    shared: &Shared,
+    ex: &mut Exchange<'_, C>,
+    decision: Decision,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -396,7 +430,9 @@ where
                 shared.decide(decision);
                 return finish(shared, ex, answer, in_flight).await;
             }
-            Err((failure @ (ForwardFailure::Connect | ForwardFailure::Busy), sent)) if !sent || !ex.has_body() => {
+            Err((failure @ (ForwardFailure::Connect | ForwardFailure::Busy), sent))
+                if !sent || !ex.has_body() =>
+            {
                 if let Ok(error) = failure_error(shared, &node, failure) {
                     if matches!(error, ProxyError::ServerBusy { .. }) {
                         busy = Some(error);
@@ -413,7 +449,12 @@ where
 }
 
 /// Relays the node's answer to the client, or on 101 runs the tunnel.
-async fn finish<C>(shared: &Shared, ex: &mut Exchange<'_, C>, answer: Answer, in_flight: InFlight) -> Outcome
+async fn finish<C>(
+    shared: &Shared,
+    ex: &mut Exchange<'_, C>,
+    answer: Answer,
+    in_flight: InFlight,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -427,7 +468,14 @@ where
             return answer_error(ex, &ProxyError::BadGateway(node.name_arc().clone()), false).await;
         }
         node.count_response(status);
-        relay::tunnel(answer, &mut *ex.client, ex.client_in, shared.tunnel_stop.subscribe(), &mut ex.out).await;
+        relay::tunnel(
+            answer,
+            &mut *ex.client,
+            ex.client_in,
+            shared.tunnel_stop.subscribe(),
+            &mut ex.out,
+        )
+        .await;
         drop(in_flight);
         return Outcome::Tunnelled;
     }
@@ -443,7 +491,15 @@ where
         keep_alive_10: ex.http10 && ex.head.keep_alive,
         http10: ex.http10,
     };
-    let relayed = relay::relay(answer, framing, &mut *ex.client, side, &shared.wire_limits, &mut ex.out).await;
+    let relayed = relay::relay(
+        answer,
+        framing,
+        &mut *ex.client,
+        side,
+        &shared.wire_limits,
+        &mut ex.out,
+    )
+    .await;
     drop(in_flight);
     match relayed {
         Relayed::Done { close } => Outcome::Answered {

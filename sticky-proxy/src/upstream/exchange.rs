@@ -112,7 +112,9 @@ where
             Broke::Client(fault) => Err(ForwardFailure::Client(fault)),
             Broke::BadAnswer => Err(ForwardFailure::Other),
             Broke::BeforeAnswer if lease.reused && out.resendable => {
-                tracing::debug!("a kept-alive node connection broke before the answer; sending again");
+                tracing::debug!(
+                    "a kept-alive node connection broke before the answer; sending again"
+                );
                 incident(Incident::Resent);
                 let mut fresh = match pool.reconnect(lease, out.connect_timeout).await {
                     Ok(fresh) => fresh,
@@ -137,7 +139,10 @@ where
                 }
             }
             Broke::BeforeAnswer => {
-                tracing::debug!(reused = lease.reused, "node connection broke before the answer");
+                tracing::debug!(
+                    reused = lease.reused,
+                    "node connection broke before the answer"
+                );
                 drop(lease);
                 let failure = pool.after_break(out.connect_timeout).await;
                 if matches!(failure, ForwardFailure::Other) {
@@ -227,7 +232,10 @@ async fn read_head(
                 }
             }
         }
-        match inbound.read_from(rd, limits.max_head_bytes.saturating_add(1)).await {
+        match inbound
+            .read_from(rd, limits.max_head_bytes.saturating_add(1))
+            .await
+        {
             Ok(n) if n > 0 => {}
             _ if answered => return Err(Broke::BadAnswer),
             _ => return Err(Broke::BeforeAnswer),

@@ -239,7 +239,10 @@ impl ConnectionPool {
     }
 
     /// A connection for one request: an idle one, or a new one.
-    pub async fn checkout(self: &Arc<Self>, connect_timeout: Duration) -> Result<Lease, ForwardFailure> {
+    pub async fn checkout(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<Lease, ForwardFailure> {
         while let Some(conn) = self.pop_idle() {
             if conn.is_usable() {
                 return Ok(self.lease(conn, true));
@@ -259,8 +262,16 @@ impl ConnectionPool {
     }
 
     /// A fresh connection in place of `broken` (whose permit it takes).
-    pub async fn reconnect(self: &Arc<Self>, broken: Lease, connect_timeout: Duration) -> Result<Lease, ForwardFailure> {
-        let Conn { stream, _permit: permit, _open: open } = broken.conn;
+    pub async fn reconnect(
+        self: &Arc<Self>,
+        broken: Lease,
+        connect_timeout: Duration,
+    ) -> Result<Lease, ForwardFailure> {
+        let Conn {
+            stream,
+            _permit: permit,
+            _open: open,
+        } = broken.conn;
         drop((stream, open));
         let conn = self.connect(permit, connect_timeout).await?;
         Ok(self.lease(conn, false))
@@ -329,7 +340,10 @@ impl ConnectionPool {
 
     /// Whether the node answers anything on `conn` within `timeout`.
     async fn answers(&self, conn: &mut Conn, timeout: Duration) -> bool {
-        let probe = format!("OPTIONS * HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.address);
+        let probe = format!(
+            "OPTIONS * HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            self.address
+        );
         let asked = async {
             conn.stream.write_all(probe.as_bytes()).await?;
             let mut byte = [0u8; 1];

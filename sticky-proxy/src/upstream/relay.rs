@@ -117,10 +117,8 @@ where
             return Relayed::NodeBroke;
         }
     }
-    let reusable = !until_close
-        && answer.head.keep_alive
-        && answer.request_done
-        && answer.inbound.is_empty();
+    let reusable =
+        !until_close && answer.head.keep_alive && answer.request_done && answer.inbound.is_empty();
     if reusable {
         answer.lease.give_back();
     }

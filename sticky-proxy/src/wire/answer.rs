@@ -37,7 +37,8 @@ pub fn write(
 
 /// Appends the JSON answer for `error`.
 pub fn error(out: &mut Vec<u8>, error: &ProxyError, close: bool) {
-    let body = serde_json::to_vec(&ErrorBody::new(error.code(), error.message())).unwrap_or_default();
+    let body =
+        serde_json::to_vec(&ErrorBody::new(error.code(), error.message())).unwrap_or_default();
     write(out, error.status(), Some(&body), error.retry_after(), close);
 }
 
@@ -56,9 +57,15 @@ mod tests {
         error(&mut out, &ProxyError::TooManyAttempts(7), false);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{head}"
+        );
         assert!(head.contains("retry-after: 7"), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         let parsed: ErrorBody = serde_json::from_str(body).unwrap();
         assert_eq!(parsed.error, "too_many_attempts");
 

@@ -101,7 +101,9 @@ impl BodyCopy {
         let n = match &mut self.state {
             State::Done => 0,
             State::Length(rest) => {
-                let n = usize::try_from(*rest).unwrap_or(usize::MAX).min(available.len());
+                let n = usize::try_from(*rest)
+                    .unwrap_or(usize::MAX)
+                    .min(available.len());
                 *rest -= n as u64;
                 if *rest == 0 {
                     self.state = State::Done;
@@ -126,7 +128,11 @@ impl BodyCopy {
 
     /// Moves the body bytes already read (at the front of `inbound`) into
     /// `out`, behind a head, so that they leave in the head's write.
-    pub fn take_buffered(&mut self, inbound: &mut Inbound, out: &mut Vec<u8>) -> Result<(), CopyError> {
+    pub fn take_buffered(
+        &mut self,
+        inbound: &mut Inbound,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CopyError> {
         let n = self.claim(inbound.data())?;
         out.extend_from_slice(&inbound.data()[..n]);
         inbound.consume(n);
@@ -197,7 +203,10 @@ mod tests {
     #[tokio::test]
     async fn bodies_end_where_their_framing_says() {
         let (body, rest) = pass(Framing::Length(3), b"abcGET").await.unwrap();
-        assert_eq!((body.as_slice(), rest.as_slice()), (&b"abc"[..], &b"GET"[..]));
+        assert_eq!(
+            (body.as_slice(), rest.as_slice()),
+            (&b"abc"[..], &b"GET"[..])
+        );
         let chunked = b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET /";
         let (body, rest) = pass(Framing::Chunked, chunked).await.unwrap();
         assert_eq!(body, &chunked[..chunked.len() - 5]);

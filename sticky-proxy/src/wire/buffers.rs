@@ -55,7 +55,10 @@ impl BufPool {
 
     /// Buffers waiting for reuse (for tests and metrics).
     pub fn pooled(&self) -> usize {
-        self.free.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 

@@ -47,7 +47,10 @@ fn hop_by_hop_name(name: &[u8]) -> bool {
 
 /// The field names a head's `Connection` values list (all of them
 /// hop-by-hop). Few: usually none or `keep-alive`.
-fn connection_tokens<'a>(buf: &'a [u8], headers: &'a [Header]) -> impl Iterator<Item = &'a [u8]> + 'a {
+fn connection_tokens<'a>(
+    buf: &'a [u8],
+    headers: &'a [Header],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .iter()
         .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
@@ -264,7 +267,14 @@ mod tests {
         };
         let websocket = is_websocket_upgrade(raw.as_bytes(), &head);
         let mut out = Vec::new();
-        request_to_node(&mut out, raw.as_bytes(), &head, &client, websocket, "node:1");
+        request_to_node(
+            &mut out,
+            raw.as_bytes(),
+            &head,
+            &client,
+            websocket,
+            "node:1",
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -333,7 +343,15 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        response_to_client(&mut out, raw.as_bytes(), &head, AnswerFraming::AsIs, false, true, false);
+        response_to_client(
+            &mut out,
+            raw.as_bytes(),
+            &head,
+            AnswerFraming::AsIs,
+            false,
+            true,
+            false,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Node: n\r\nconnection: close\r\n\r\n"
@@ -343,7 +361,15 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        response_to_client(&mut out, raw.as_bytes(), &head, AnswerFraming::Chunked, false, false, true);
+        response_to_client(
+            &mut out,
+            raw.as_bytes(),
+            &head,
+            AnswerFraming::Chunked,
+            false,
+            false,
+            true,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n"
