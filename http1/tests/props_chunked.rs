@@ -119,6 +119,22 @@ proptest! {
     }
 
     #[test]
+    fn sizes_of_any_width(
+        line in "[0-9a-fA-F]{1,20}(;[a-z]{0,3})?\r\n",
+        tail in prop::collection::vec(framing_byte(), 0..40),
+    ) {
+        let mut input = line.into_bytes();
+        input.extend(tail);
+        let limits = Limits::default();
+        let want = reference(&input, limits.max_chunk_ext, limits.max_trailer_bytes);
+        let got = scanner_reading(&input, &limits).0;
+        match want {
+            Reading::Incomplete => prop_assert!(!matches!(got, Reading::Valid { .. }), "{:?}", got),
+            _ => prop_assert_eq!(got, want),
+        }
+    }
+
+    #[test]
     fn limits_hold_to_the_byte(body in chunked()) {
         let just = Limits { max_chunk_ext: body.max_ext, max_trailer_bytes: body.trailer_bytes, ..Limits::default() };
         prop_assert_eq!(feed(&body.bytes, &[], &just).unwrap(), (body.bytes.len(), true, body.data_len));
