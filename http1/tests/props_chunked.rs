@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{chunked, framing_byte, mutate, mutation, reference, request, Body, Reading, NEXT};
+use common::{chunked, chunked_request, framing_byte, mutate, mutation, reference, Reading, NEXT};
 use http1::{ChunkError, ChunkedScanner, Limits, RequestHead};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -36,7 +36,13 @@ fn feed(input: &[u8], cuts: &[Index], limits: &Limits) -> Result<(usize, bool, u
 fn scanner_reading(input: &[u8], limits: &Limits) -> (Reading, u64) {
     let mut s = ChunkedScanner::new(limits);
     match s.scan(input) {
-        Ok(r) if r.done => (Reading::Valid { end: r.consumed, data_len: s.data_len() }, s.data_len()),
+        Ok(r) if r.done => (
+            Reading::Valid {
+                end: r.consumed,
+                data_len: s.data_len(),
+            },
+            s.data_len(),
+        ),
         Ok(_) => (Reading::Incomplete, s.data_len()),
         Err(_) => (Reading::Invalid, s.data_len()),
     }
@@ -148,7 +154,7 @@ proptest! {
 
     #[test]
     fn a_chunked_request_ends_where_the_next_begins(
-        req in request().prop_filter("chunked", |r| matches!(r.body, Body::Chunked(_))),
+        req in chunked_request(),
         cuts in prop::collection::vec(any::<Index>(), 0..6),
     ) {
         let limits = Limits::default();

@@ -33,8 +33,17 @@ fn extension() -> impl Strategy<Value = String> {
 /// zeros), extensions, and trailers.
 pub fn chunked() -> impl Strategy<Value = Chunked> {
     let zeros = prop_oneof![3 => 0usize..3, 1 => 10usize..16];
-    let chunk = (chunk_data(), prop::option::of(extension()), any::<bool>(), zeros);
-    let trailer = ("[A-Za-z0-9-]{1,12}", "[ \t]{0,2}", "[!-~]([ -~]{0,20}[!-~])?");
+    let chunk = (
+        chunk_data(),
+        prop::option::of(extension()),
+        any::<bool>(),
+        zeros,
+    );
+    let trailer = (
+        "[A-Za-z0-9-]{1,12}",
+        "[ \t]{0,2}",
+        "[!-~]([ -~]{0,20}[!-~])?",
+    );
     (
         prop::collection::vec(chunk, 0..6),
         prop::option::of(extension()),
@@ -73,7 +82,13 @@ pub fn chunked() -> impl Strategy<Value = Chunked> {
             }
             frame(&mut bytes, b"\r\n");
             let trailer_bytes = bytes.len() - trailers_start;
-            Chunked { bytes, data_len, framing, max_ext, trailer_bytes }
+            Chunked {
+                bytes,
+                data_len,
+                framing,
+                max_ext,
+                trailer_bytes,
+            }
         })
 }
 
@@ -116,14 +131,26 @@ impl Request {
 pub const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n";
 
 pub fn request() -> impl Strategy<Value = Request> {
-    let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
-    let target = "/[a-zA-Z0-9/._~-]{0,30}(\\?[a-z0-9=&%]{0,20})?";
-    let header = ("X-[A-Za-z0-9-]{1,12}", "[ \t]{0,2}", "([!-~]([ -~]{0,30}[!-~])?)?", "[ \t]{0,2}");
-    let body = prop_oneof![
+    request_with(prop_oneof![
         Just(Body::None),
         prop::collection::vec(any::<u8>(), 0..100).prop_map(Body::Length),
         chunked().prop_map(Body::Chunked),
-    ];
+    ])
+}
+
+pub fn chunked_request() -> impl Strategy<Value = Request> {
+    request_with(chunked().prop_map(Body::Chunked))
+}
+
+fn request_with(body: impl Strategy<Value = Body>) -> impl Strategy<Value = Request> {
+    let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+    let target = "/[a-zA-Z0-9/._~-]{0,30}(\\?[a-z0-9=&%]{0,20})?";
+    let header = (
+        "X-[A-Za-z0-9-]{1,12}",
+        "[ \t]{0,2}",
+        "([!-~]([ -~]{0,30}[!-~])?)?",
+        "[ \t]{0,2}",
+    );
     (
         method,
         target,
@@ -225,7 +252,9 @@ pub fn mutate(bytes: &mut Vec<u8>, framing: &[usize], m: &Mutation) {
         }
         Mutation::AtFraming(_, m) => mutate(bytes, framing, m),
         Mutation::LineEnd(k, end) => {
-            let crlfs: Vec<usize> = (0..bytes.len() - 1).filter(|&i| &bytes[i..i + 2] == b"\r\n").collect();
+            let crlfs: Vec<usize> = (0..bytes.len() - 1)
+                .filter(|&i| &bytes[i..i + 2] == b"\r\n")
+                .collect();
             if !crlfs.is_empty() {
                 let at = crlfs[k.index(crlfs.len())];
                 bytes.splice(at..at + 2, end.iter().copied());
@@ -246,7 +275,10 @@ pub fn mutate(bytes: &mut Vec<u8>, framing: &[usize], m: &Mutation) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reading {
     /// The body ends at `end` and carries `data_len` bytes.
-    Valid { end: usize, data_len: u64 },
+    Valid {
+        end: usize,
+        data_len: u64,
+    },
     Invalid,
     /// The input ends first.
     Incomplete,
@@ -261,7 +293,11 @@ pub fn reference(buf: &[u8], max_ext: usize, max_trailers: usize) -> Reading {
         let at = rest.windows(2).position(|w| w == b"\r\n")?;
         let line = &rest[..at];
         // A CR or LF inside a line is a bare one.
-        Some(if line.iter().any(|&b| b == b'\r' || b == b'\n') { Err(()) } else { Ok(line) })
+        Some(if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+            Err(())
+        } else {
+            Ok(line)
+        })
     }
     let text = |b: &u8| *b == b'\t' || (b' '..=b'~').contains(b) || *b >= 0x80;
     let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
@@ -271,9 +307,15 @@ pub fn reference(buf: &[u8], max_ext: usize, max_trailers: usize) -> Reading {
         let Some(size_line) = line(buf, pos) else {
             // No CRLF left: an LF in what is left would be a bare one.
             let bare_lf = buf.get(pos..).is_some_and(|rest| rest.contains(&b'\n'));
-            return if bare_lf { Reading::Invalid } else { Reading::Incomplete };
+            return if bare_lf {
+                Reading::Invalid
+            } else {
+                Reading::Incomplete
+            };
         };
-        let Ok(size_line) = size_line else { return Reading::Invalid };
+        let Ok(size_line) = size_line else {
+            return Reading::Invalid;
+        };
         pos += size_line.len() + 2;
         let (digits, ext) = match size_line.iter().position(|&b| b == b';') {
             Some(i) => size_line.split_at(i),
@@ -293,7 +335,11 @@ pub fn reference(buf: &[u8], max_ext: usize, max_trailers: usize) -> Reading {
             return Reading::Incomplete;
         };
         if buf.len() < end + 2 {
-            return if buf.len() > end && buf[end] != b'\r' { Reading::Invalid } else { Reading::Incomplete };
+            return if buf.len() > end && buf[end] != b'\r' {
+                Reading::Invalid
+            } else {
+                Reading::Incomplete
+            };
         }
         if &buf[end..end + 2] != b"\r\n" {
             return Reading::Invalid;
@@ -304,7 +350,11 @@ pub fn reference(buf: &[u8], max_ext: usize, max_trailers: usize) -> Reading {
     let trailers_start = pos;
     loop {
         let Some(l) = line(buf, pos) else {
-            return if buf.len() - trailers_start > max_trailers { Reading::Invalid } else { Reading::Incomplete };
+            return if buf.len() - trailers_start > max_trailers {
+                Reading::Invalid
+            } else {
+                Reading::Incomplete
+            };
         };
         let Ok(l) = l else { return Reading::Invalid };
         pos += l.len() + 2;
@@ -314,7 +364,9 @@ pub fn reference(buf: &[u8], max_ext: usize, max_trailers: usize) -> Reading {
         if l.is_empty() {
             return Reading::Valid { end: pos, data_len };
         }
-        let Some(colon) = l.iter().position(|&b| b == b':') else { return Reading::Invalid };
+        let Some(colon) = l.iter().position(|&b| b == b':') else {
+            return Reading::Invalid;
+        };
         let (name, value) = (&l[..colon], &l[colon + 1..]);
         if name.is_empty() || !name.iter().all(tchar) || !value.iter().all(text) {
             return Reading::Invalid;
