@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-quick clean soak
+.PHONY: run build test lint fmt bench bench-quick clean soak fuzz
 
 ## run: build (release) and start the proxy on 127.0.0.1:8700 in front of three nodes
 run:
@@ -33,6 +33,14 @@ SOAK_DURATION ?= 2m
 soak: build
 	$(CARGO) build --workspace --bins
 	target/debug/soak --duration $(SOAK_DURATION)
+
+FUZZ_CASES ?= 20000
+
+## fuzz: the http1 property tests (head parsers, chunked scanner, reference
+## decoder) with FUZZ_CASES cases each (default 20000: a few minutes with the
+## release build); `make test` runs the same tests with 256 cases
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p http1 --release
 
 ## lint: formatting and clippy, warnings denied
 lint:

@@ -142,14 +142,23 @@ impl ChunkedScanner {
                 return Err(TrailersTooLarge);
             }
         }
-        self.state = match (self.state, b) {
-            (State::Size { digits }, _) if hex(b).is_some() => {
+        self.state = match (self.state, hex(b)) {
+            (State::Size { digits }, Some(digit)) => {
                 if digits == 16 {
                     return Err(SizeOverflow);
                 }
-                self.size = (self.size << 4) | u64::from(hex(b).unwrap_or(0));
+                self.size = (self.size << 4) | u64::from(digit);
                 State::Size { digits: digits + 1 }
             }
+            (state, _) => self.framing(state, b)?,
+        };
+        Ok(())
+    }
+
+    /// The transitions on a byte that is not a size digit.
+    fn framing(&mut self, state: State, b: u8) -> Result<State, ChunkError> {
+        use ChunkError::*;
+        Ok(match (state, b) {
             (State::Size { digits: 0 }, _) => return Err(BadSize),
             (State::Size { .. }, b';') => self.ext(0)?,
             (State::Size { .. }, b'\r') => State::SizeLf,
@@ -181,9 +190,8 @@ impl ChunkedScanner {
             (State::FinalLf, b'\n') => State::Done,
             (State::TrailerLf | State::FinalLf, _) => return Err(BadLineEnd),
             // `scan` handles these before calling `step`.
-            (State::Data | State::Done | State::Failed(_), _) => self.state,
-        };
-        Ok(())
+            (State::Data | State::Done | State::Failed(_), _) => state,
+        })
     }
 
     fn ext(&self, len: usize) -> Result<State, ChunkError> {

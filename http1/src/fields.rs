@@ -26,8 +26,10 @@ pub(crate) struct Fields {
     pub keep_alive_token: bool,
     pub upgrade_token: bool,
     pub upgrade_header: bool,
-    /// Index of the first `Connection` header (NONE if none), so hop-by-hop
-    /// look-ups scan from there instead of from the start.
+    /// Index of the first `Connection` header that lists a name other than
+    /// `close`, `keep-alive` or `upgrade` (NONE if none): hop-by-hop
+    /// look-ups scan the headers only then, and only from there — the
+    /// usual `Connection: keep-alive` costs them nothing.
     pub connection_first: u16,
     pub host: Option<Span>,
     pub host_count: u32,
@@ -80,9 +82,6 @@ pub(crate) fn read(
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => f.upgrade_header = true,
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                if f.connection_first == NONE {
-                    f.connection_first = i as u16;
-                }
                 for token in tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         f.close = true;
@@ -90,6 +89,8 @@ pub(crate) fn read(
                         f.keep_alive_token = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
                         f.upgrade_token = true;
+                    } else if f.connection_first == NONE {
+                        f.connection_first = i as u16;
                     }
                 }
             }

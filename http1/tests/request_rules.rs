@@ -260,6 +260,12 @@ fn accepted_requests() {
             let kept: Vec<&[u8]> = h.end_to_end(b).map(|x| x.name.of(b)).collect();
             assert_eq!(kept, [&b"Host"[..]]);
         }),
+        ("a name listed by a later Connection", b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nX-B: 1\r\nConnection: X-B\r\n\r\n", |h, b| {
+            assert!(h.keep_alive);
+            assert!(h.is_hop_by_hop(b, b"x-b") && !h.is_hop_by_hop(b, b"host"));
+            let kept: Vec<&[u8]> = h.end_to_end(b).map(|x| x.name.of(b)).collect();
+            assert_eq!(kept, [&b"Host"[..]]);
+        }),
         ("1.0 closes by default", b"GET / HTTP/1.0\r\n\r\n", |h, _| {
             assert!(!h.keep_alive);
             assert_eq!(h.version, Version::Http10);

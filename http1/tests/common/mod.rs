@@ -131,6 +131,18 @@ impl Request {
 pub const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n";
 
 pub fn request() -> impl Strategy<Value = Request> {
+    request_with(prop_oneof![
+        Just(Body::None),
+        prop::collection::vec(any::<u8>(), 0..100).prop_map(Body::Length),
+        chunked().prop_map(Body::Chunked),
+    ])
+}
+
+pub fn chunked_request() -> impl Strategy<Value = Request> {
+    request_with(chunked().prop_map(Body::Chunked))
+}
+
+fn request_with(body: impl Strategy<Value = Body>) -> impl Strategy<Value = Request> {
     let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
     let target = "/[a-zA-Z0-9/._~-]{0,30}(\\?[a-z0-9=&%]{0,20})?";
     let header = (
@@ -139,11 +151,6 @@ pub fn request() -> impl Strategy<Value = Request> {
         "([!-~]([ -~]{0,30}[!-~])?)?",
         "[ \t]{0,2}",
     );
-    let body = prop_oneof![
-        Just(Body::None),
-        prop::collection::vec(any::<u8>(), 0..100).prop_map(Body::Length),
-        chunked().prop_map(Body::Chunked),
-    ];
     (
         method,
         target,
@@ -192,7 +199,7 @@ pub fn request() -> impl Strategy<Value = Request> {
 /// A byte likely to matter to a parser, or any byte.
 pub fn framing_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
-        prop::sample::select(b"\r\n;:= \t0aF9gxX\0\x7f".to_vec()),
+        prop::sample::select(b"\r\n;:= \t0aF9gxX\0\x01\x1f\x7f".to_vec()),
         any::<u8>(),
     ]
 }
@@ -205,6 +212,8 @@ pub enum Mutation {
     Insert(prop::sample::Index, u8),
     Delete(prop::sample::Index),
     AtFraming(prop::sample::Index, Box<Mutation>),
+    /// The k-th CRLF replaced by another line end.
+    LineEnd(prop::sample::Index, &'static [u8]),
 }
 
 pub fn mutation() -> impl Strategy<Value = Mutation> {
@@ -213,10 +222,14 @@ pub fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<prop::sample::Index>(), framing_byte()).prop_map(|(i, b)| Mutation::Insert(i, b)),
         any::<prop::sample::Index>().prop_map(Mutation::Delete),
     ];
-    (any::<Option<prop::sample::Index>>(), anywhere).prop_map(|(at, m)| match at {
+    let ends: Vec<&'static [u8]> = vec![b"\n", b"\r", b"\n\n", b"\r\r", b"\n\r", b"", b" \r\n"];
+    let line_end = (any::<prop::sample::Index>(), prop::sample::select(ends))
+        .prop_map(|(i, e)| Mutation::LineEnd(i, e));
+    let placed = (any::<Option<prop::sample::Index>>(), anywhere).prop_map(|(at, m)| match at {
         Some(at) => Mutation::AtFraming(at, Box::new(m)),
         None => m,
-    })
+    });
+    prop_oneof![3 => placed, 1 => line_end]
 }
 
 /// Applies `m` to `bytes`, whose framing bytes are at `framing`.
@@ -238,6 +251,15 @@ pub fn mutate(bytes: &mut Vec<u8>, framing: &[usize], m: &Mutation) {
             }
         }
         Mutation::AtFraming(_, m) => mutate(bytes, framing, m),
+        Mutation::LineEnd(k, end) => {
+            let crlfs: Vec<usize> = (0..bytes.len() - 1)
+                .filter(|&i| &bytes[i..i + 2] == b"\r\n")
+                .collect();
+            if !crlfs.is_empty() {
+                let at = crlfs[k.index(crlfs.len())];
+                bytes.splice(at..at + 2, end.iter().copied());
+            }
+        }
         Mutation::Flip(i, b) => {
             let i = i.index(bytes.len());
             bytes[i] = *b;
