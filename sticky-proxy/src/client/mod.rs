@@ -151,6 +151,7 @@ pub async fn serve<S: ClientStream>(
             &shared,
         );
         let outcome = route::handle(&shared, &mut exchange).await;
+        exchange.release_head();
         let body_done = exchange.body_done();
         drop(exchange);
         match outcome {

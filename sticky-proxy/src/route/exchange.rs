@@ -150,6 +150,20 @@ where
             })
     }
 
+    /// Done with the head without sending it anywhere (an answer of the
+    /// proxy's own): its bytes leave the read buffer, and the body bytes
+    /// already read are dropped. The next request starts after the body.
+    pub fn release_head(&mut self) {
+        if self.prepared {
+            return;
+        }
+        let head_len = self.head.len;
+        self.client_in.consume(head_len);
+        self.prepared = true;
+        let mut sink = Vec::new();
+        let _ = self.body.take_buffered(self.client_in, &mut sink);
+    }
+
     /// Says `100 Continue` to a client waiting for it, before its body is
     /// read. Answered here rather than passed on (`Expect` is not
     /// forwarded), so the node never sends an interim answer the proxy
@@ -172,20 +186,12 @@ where
     /// within `wait`), so that an answer the proxy makes itself can leave
     /// the connection open. False when the body is still not read.
     pub async fn drain_body(&mut self, limit: u64, wait: Duration) -> bool {
+        self.release_head();
         if self.body.is_done() {
             return true;
         }
         if let RequestBody::Length(n) = self.head.body {
             if n > limit {
-                return false;
-            }
-        }
-        if !self.prepared {
-            let head_len = self.head.len;
-            self.client_in.consume(head_len);
-            self.prepared = true;
-            let mut sink = Vec::new();
-            if self.body.take_buffered(self.client_in, &mut sink).is_err() {
                 return false;
             }
         }
@@ -202,26 +208,35 @@ where
 
     /// Reads ahead of the body until its first message's `clientId` is
     /// known: at most `limit` bytes and until `deadline`. The bytes stay in
-    /// the read buffer, to be sent first. Only `Content-Length` bodies are
-    /// read ahead (CometD clients send those); a chunked one is routed
-    /// without it.
+    /// the read buffer, to be sent first. A chunked body is read through
+    /// its chunks (for the scan only; its framing is checked when it is
+    /// passed on).
     pub async fn peek_client_id(&mut self, limit: usize, deadline: Duration) -> Option<String> {
-        let RequestBody::Length(len) = self.head.body else {
-            return None;
+        let (want, chunked) = match self.head.body {
+            RequestBody::None => return None,
+            RequestBody::Length(len) => {
+                (usize::try_from(len).unwrap_or(usize::MAX).min(limit), false)
+            }
+            RequestBody::Chunked => (limit, true),
         };
         let head_len = self.head.len;
-        let want = usize::try_from(len).unwrap_or(usize::MAX).min(limit);
         let read = async {
             let mut scanned = 0usize;
             loop {
                 let have = self.client_in.len().saturating_sub(head_len).min(want);
-                let at_end = have >= want;
+                let raw = &self.client_in.data()[head_len..head_len + have];
+                let (data, ended) = if chunked {
+                    let (data, ended) = dechunk_prefix(raw);
+                    (std::borrow::Cow::Owned(data), ended)
+                } else {
+                    (std::borrow::Cow::Borrowed(raw), false)
+                };
+                let at_end = have >= want || ended;
                 // Scan again only once the read-ahead has doubled (linear
                 // work in all).
                 if at_end || have >= scanned.saturating_mul(2).max(1024) {
                     scanned = have;
-                    let data = &self.client_in.data()[head_len..head_len + have];
-                    match crate::cometd_route::scan(data) {
+                    match crate::cometd_route::scan(&data) {
                         crate::cometd_route::Scan::Found(id) => return Some(id),
                         crate::cometd_route::Scan::Absent => return None,
                         crate::cometd_route::Scan::NeedMore if at_end => return None,
@@ -236,5 +251,51 @@ where
             }
         };
         tokio::time::timeout(deadline, read).await.ok().flatten()
+    }
+}
+
+/// The data of the complete chunks at the start of `raw`, and whether the
+/// last chunk was among them. Lenient: it stops at anything it cannot read.
+fn dechunk_prefix(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    loop {
+        let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (data, false);
+        };
+        let line = &raw[..line_end];
+        let digits = line.split(|b| *b == b';').next().unwrap_or_default();
+        let Some(size) = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| usize::from_str_radix(d.trim(), 16).ok())
+        else {
+            return (data, false);
+        };
+        if size == 0 {
+            return (data, true);
+        }
+        let start = line_end + 2;
+        let Some(chunk) = raw.get(start..start.saturating_add(size)) else {
+            return (data, false);
+        };
+        data.extend_from_slice(chunk);
+        raw = raw.get(start + size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk_prefix;
+
+    #[test]
+    fn a_chunked_prefix_is_read_as_far_as_it_goes() {
+        assert_eq!(
+            dechunk_prefix(b"3\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n"),
+            (b"abcde".to_vec(), true)
+        );
+        assert_eq!(
+            dechunk_prefix(b"3\r\nabc\r\n5\r\nde"),
+            (b"abc".to_vec(), false)
+        );
+        assert_eq!(dechunk_prefix(b"zz\r\n"), (Vec::new(), false));
     }
 }
