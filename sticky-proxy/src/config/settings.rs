@@ -8,7 +8,7 @@
 //! [`Config`] field is `Option<Type>`. A default may name the settings above
 //! it (they are resolved in table order).
 //!
-//! From the table, [`settings!`] writes the three things that used to be
+//! From the table, `settings!` writes the three things that used to be
 //! kept in step by hand:
 //!
 //! - [`Settings`]: the flags (`clap::Args`), every field an `Option`, so a

@@ -60,9 +60,7 @@ pub(super) fn de_budget<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Budget
     de_parsed(d, parse_budget)
 }
 
-pub(super) fn de_context_path<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<String>, D::Error> {
+pub(super) fn de_context_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     de_parsed(d, parse_context_path)
 }
 

@@ -316,8 +316,7 @@ fn reload_reads_the_file_again() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("proxy.toml");
     std::fs::write(&path, "[[node]]\nname = \"a\"\nurl = \"http://h:1\"\n").unwrap();
-    let config =
-        Config::from_args(["sticky-proxy", "--config", path.to_str().unwrap()]).unwrap();
+    let config = Config::from_args(["sticky-proxy", "--config", path.to_str().unwrap()]).unwrap();
     assert_eq!(config.nodes.len(), 1);
     std::fs::write(
         &path,
@@ -333,3 +332,7 @@ fn reload_reads_the_file_again() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod docs;
+mod layers;
+mod new_settings;
