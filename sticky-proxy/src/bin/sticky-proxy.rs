@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    sticky_proxy::config::raise_nofile_limit();
     let config = match Config::from_cli(<Cli as clap::Parser>::parse()) {
         Ok(config) => config,
         Err(ConfigError::Cli(error)) => error.exit(),
