@@ -10,6 +10,8 @@
 //! - [`config`]: flags, environment and TOML file merged into one [`Config`].
 //! - [`server`]: the accept loop with graceful drain, the per-request routing
 //!   and the [`ProxyHandle`] (reload, node listing).
+//! - [`tls`]: TLS termination (`--tls-cert`/`--tls-key`): the rustls
+//!   server configuration, swapped on SIGHUP for new connections.
 //! - [`conn`]: one client connection: the request-head timeout and the
 //!   refusal of a connection over the per-address cap.
 //! - [`body`]: the client's request body: read-ahead, end tracking (an
@@ -55,6 +57,7 @@ pub mod passive;
 pub mod pool;
 pub mod retire;
 pub mod server;
+pub mod tls;
 
 pub use config::{Config, ConfigError, NodeSpec};
 pub use server::{serve, Proxy, ProxyHandle, ReloadSummary, ServeError};
