@@ -175,6 +175,16 @@ pub struct Cli {
     #[arg(long, env = "STICKY_PROXY_AGENT_PUBLIC_KEYS", value_name = "FILE")]
     pub agent_public_keys: Option<PathBuf>,
 
+    /// PEM certificate chain (leaf first): serve HTTPS on --listen, with
+    /// --tls-key; re-read on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "STICKY_PROXY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); re-read on
+    /// SIGHUP.
+    #[arg(long, env = "STICKY_PROXY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Longest accepted lifetime of an agent credential [default: 12h].
     #[arg(long, env = "STICKY_PROXY_AGENT_TOKEN_MAX_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub agent_token_max_age: Option<Duration>,
@@ -276,6 +286,8 @@ struct FileConfig {
     trusted_proxies: Option<TrustedProxies>,
     agent_key_file: Option<PathBuf>,
     agent_public_keys: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default, deserialize_with = "duration")]
     agent_token_max_age: Option<Duration>,
     #[serde(default, deserialize_with = "budget")]
@@ -467,6 +479,10 @@ pub struct Config {
     pub agent_key_file: Option<PathBuf>,
     /// PEM public keys for agent credentials.
     pub agent_public_keys: Option<PathBuf>,
+    /// TLS on the client listener: certificate chain and key files (both or
+    /// neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub agent_token_max_age: Duration,
     pub probe_budget: Budget,
     pub create_budget: Budget,
@@ -509,6 +525,8 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             agent_key_file: None,
             agent_public_keys: None,
+            tls_cert: None,
+            tls_key: None,
             agent_token_max_age: DEFAULT_AGENT_TOKEN_MAX_AGE,
             probe_budget: DEFAULT_PROBE_BUDGET,
             create_budget: DEFAULT_CREATE_BUDGET,
@@ -626,6 +644,8 @@ impl Config {
                 .unwrap_or_default(),
             agent_key_file: cli.agent_key_file.or(file.agent_key_file),
             agent_public_keys: cli.agent_public_keys.or(file.agent_public_keys),
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
             agent_token_max_age: cli
                 .agent_token_max_age
                 .or(file.agent_token_max_age)
@@ -710,6 +730,9 @@ impl Config {
         }
         if self.agent_key_file.is_some() && self.agent_public_keys.is_some() {
             return invalid("give --agent-key-file or --agent-public-keys, not both");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("give --tls-cert and --tls-key together");
         }
         if let Some(origin) = &self.lookup_origin {
             if http::HeaderValue::from_str(origin).is_err() {
@@ -1081,12 +1104,38 @@ mod tests {
             &["--agent-token-max-age", "0s"],
             &["--max-connections-per-client", "-1"],
             &["--agent-key-file", "/a", "--agent-public-keys", "/b"],
+            &["--tls-cert", "/c.pem"],
+            &["--tls-key", "/k.pem"],
         ] {
             assert!(args(bad).is_err(), "{bad:?}");
         }
         let file =
             Config::from_cli_and_toml(cli(&["--node", "a=http://h:1"]), "probe-budget = \"lots\"");
         assert!(matches!(file, Err(ConfigError::Parse { .. })), "{file:?}");
+    }
+
+    #[test]
+    fn tls_files_from_flags_or_file() {
+        let flags = Config::from_args([
+            "sticky-proxy",
+            "--node",
+            "a=http://h:1",
+            "--tls-cert",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
+        ])
+        .unwrap();
+        assert_eq!(flags.tls_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(flags.tls_key.as_deref(), Some(Path::new("/k.pem")));
+        let file = Config::from_cli_and_toml(
+            cli(&["--node", "a=http://h:1"]),
+            "tls-cert = \"/f.pem\"\ntls-key = \"/f.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.tls_cert.as_deref(), Some(Path::new("/f.pem")));
+        assert_eq!(file.tls_key.as_deref(), Some(Path::new("/f.key")));
+        assert!(Config::with_nodes(vec![]).tls_cert.is_none());
     }
 
     #[test]

@@ -21,6 +21,11 @@
 //! [`ClientConn`] counts heads received (the service is called) and answers
 //! finished (their body dropped by hyper once written); equal counts mean
 //! idle. After a `101` the socket belongs to a tunnel and the clock is off.
+//!
+//! With `--tls-cert`, [`tls_handshake`] runs first, in the connection's own
+//! task (the accept loop never waits for a client), bounded by
+//! `--header-timeout` too; [`ClientIo`] then wraps the TLS stream, and its
+//! head clock starts once the handshake is done.
 
 use std::future::Future;
 use std::io;
@@ -37,6 +42,8 @@ use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::forward::{ClientInfo, ProxyBody};
 use crate::limits::ConnSlot;
@@ -60,10 +67,12 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(peer: SocketAddr, trusted: bool, slot: Option<ConnSlot>) -> Self {
+    /// `tls`: the connection is (to be) served over TLS.
+    pub fn new(peer: SocketAddr, trusted: bool, tls: bool, slot: Option<ConnSlot>) -> Self {
+        let info = ClientInfo::new(peer, trusted);
         ClientConn {
             peer: peer.ip(),
-            info: ClientInfo::new(peer, trusted),
+            info: if tls { info.over_tls() } else { info },
             heads: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
@@ -154,10 +163,11 @@ impl Body for AnsweredBody {
     }
 }
 
-/// The client socket, with the head clock.
+/// The client socket (a `TcpStream`, or the TLS stream over it), with the
+/// head clock.
 #[derive(Debug)]
-pub struct ClientIo {
-    stream: TcpStream,
+pub struct ClientIo<S = TcpStream> {
+    stream: S,
     conn: Arc<ClientConn>,
     timeout: Duration,
     /// `Some(n)`: timing the head that follows the `n` heads received so far.
@@ -168,14 +178,9 @@ pub struct ClientIo {
     timeouts: Counter,
 }
 
-impl ClientIo {
+impl<S> ClientIo<S> {
     /// Starts the clock for the connection's first head at once.
-    pub fn new(
-        stream: TcpStream,
-        conn: Arc<ClientConn>,
-        timeout: Duration,
-        timeouts: Counter,
-    ) -> Self {
+    pub fn new(stream: S, conn: Arc<ClientConn>, timeout: Duration, timeouts: Counter) -> Self {
         ClientIo {
             stream,
             conn,
@@ -231,7 +236,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -255,7 +260,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -294,11 +299,15 @@ const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
 /// Answers a connection over `--max-connections-per-client` with a minimal
 /// 429 and closes it: write, half-close, read what the client sent until it
 /// closes too (bounded in time and bytes), drop.
-pub async fn refuse(mut stream: TcpStream) {
+pub async fn refuse(stream: TcpStream) {
+    answer_and_close(stream, crate::errors::too_many_connections_answer()).await;
+}
+
+/// Writes `answer`, half-closes, reads what the client sent until it closes
+/// too (bounded in time and bytes), drops.
+async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        stream
-            .write_all(crate::errors::too_many_connections_answer())
-            .await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         let mut drained = 0;
@@ -311,4 +320,58 @@ pub async fn refuse(mut stream: TcpStream) {
         Ok::<_, io::Error>(())
     })
     .await;
+}
+
+/// Why a TLS connection was not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// Closed before sending a byte.
+    Closed,
+    /// Plain HTTP (or anything but a TLS handshake) on the TLS port:
+    /// answered a plain 400.
+    NotTls,
+    /// Not complete within `--header-timeout`.
+    Timeout,
+    /// The handshake failed (no common version or cipher, an `h2`-only
+    /// ALPN offer, a bad record…).
+    Failed,
+}
+
+impl TlsRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsRefusal::Closed => "closed before the handshake",
+            TlsRefusal::NotTls => "plain HTTP on the TLS port; answered 400",
+            TlsRefusal::Timeout => "TLS handshake not complete within --header-timeout",
+            TlsRefusal::Failed => "TLS handshake failed",
+        }
+    }
+}
+
+/// The server side of a TLS handshake on a new connection, bounded by
+/// `timeout`. A first byte that cannot begin a handshake (a plain HTTP
+/// request line) is answered with a plain 400 rather than a TLS alert the
+/// client could not read.
+pub async fn tls_handshake(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, (TlsRefusal, Option<io::Error>)> {
+    let deadline = Instant::now() + timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Err(_) => return Err((TlsRefusal::Timeout, None)),
+        Ok(Err(error)) => return Err((TlsRefusal::Failed, Some(error))),
+        Ok(Ok(0)) => return Err((TlsRefusal::Closed, None)),
+        Ok(Ok(_)) => {}
+    }
+    if !crate::tls::starts_handshake(first[0]) {
+        answer_and_close(stream, crate::tls::plain_http_answer()).await;
+        return Err((TlsRefusal::NotTls, None));
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Err(_) => Err((TlsRefusal::Timeout, None)),
+        Ok(Err(error)) => Err((TlsRefusal::Failed, Some(error))),
+        Ok(Ok(stream)) => Ok(stream),
+    }
 }

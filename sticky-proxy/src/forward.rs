@@ -366,19 +366,31 @@ pub struct ClientInfo {
     /// is passed on (with the peer appended). From anyone else it is
     /// dropped, so the nodes never see entries a client wrote itself.
     pub trusted: bool,
+    /// The connection came over TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 impl ClientInfo {
     pub fn new(peer: std::net::SocketAddr, trusted: bool) -> Self {
         let ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo { ip, trusted }
+        ClientInfo {
+            ip,
+            trusted,
+            tls: false,
+        }
+    }
+
+    /// The same client, on a TLS connection.
+    pub fn over_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 }
 
 /// Rewrites a client request's head for the node: hop-by-hop headers out,
 /// `X-Forwarded-For` (client IP appended to a trusted peer's, replacing an
-/// untrusted one's), `X-Forwarded-Proto: http` and
+/// untrusted one's), `X-Forwarded-Proto` (`http`, or `https` over TLS) and
 /// `X-Forwarded-Host` (the client's `Host`) in. `Host`, `Origin`, `Referer`
 /// and `Cookie` pass untouched. The request goes to the node as HTTP/1.1 so
 /// that the node connection can be kept alive whatever the client spoke.
@@ -408,7 +420,8 @@ pub fn prepare_request(parts: &mut Parts, client: &ClientInfo, upgrade: bool) {
             entry.insert(client.ip.clone());
         }
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if client.tls { "https" } else { "http" };
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match headers.get(header::HOST).cloned() {
         Some(host) => {
             headers.insert(&X_FORWARDED_HOST, host);
@@ -610,6 +623,26 @@ mod tests {
             ("connection", "Upgrade"),
             ("upgrade", "WebSocket")
         ])));
+    }
+
+    #[test]
+    fn forwarded_proto_is_the_client_connection_s() {
+        let peer = "10.1.2.3:5555".parse().unwrap();
+        for (client, sent, want) in [
+            (ClientInfo::new(peer, true), "https", "http"),
+            (ClientInfo::new(peer, false).over_tls(), "http", "https"),
+            (ClientInfo::new(peer, true).over_tls(), "http", "https"),
+        ] {
+            let (mut parts, ()) = Request::builder()
+                .uri("/")
+                .header("x-forwarded-proto", sent)
+                .body(())
+                .unwrap()
+                .into_parts();
+            prepare_request(&mut parts, &client, false);
+            let got: Vec<_> = parts.headers.get_all("x-forwarded-proto").iter().collect();
+            assert_eq!(got, [want], "{client:?} sent {sent}");
+        }
     }
 
     #[test]

@@ -55,18 +55,22 @@ pub enum Reason {
     TooManyConnections,
     SessionAmbiguous,
     HeaderTimeout,
+    /// A TLS handshake failed, was too slow (`--header-timeout`), or the
+    /// client sent plain HTTP to the TLS port.
+    TlsHandshake,
     /// 503 `server_busy`: no connection to the node could be had.
     ServerBusy,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::TooManyAttempts,
         Reason::TooManyCreates,
         Reason::TooManyConnections,
         Reason::SessionAmbiguous,
         Reason::HeaderTimeout,
         Reason::ServerBusy,
+        Reason::TlsHandshake,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Reason {
             Reason::SessionAmbiguous => "session_ambiguous",
             Reason::HeaderTimeout => "header_timeout",
             Reason::ServerBusy => "server_busy",
+            Reason::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -88,6 +93,7 @@ impl Reason {
             Reason::SessionAmbiguous => 3,
             Reason::HeaderTimeout => 4,
             Reason::ServerBusy => 5,
+            Reason::TlsHandshake => 6,
         }
     }
 }
@@ -115,7 +121,7 @@ pub struct Limits {
     probe: Budgets,
     create: Budgets,
     connections: Arc<ConnectionLimit>,
-    rejected: [Counter; 6],
+    rejected: [Counter; 7],
     probe_keys: Gauge,
     create_keys: Gauge,
 }

@@ -63,6 +63,7 @@ use crate::lookup::{Owner, OwnerLookup};
 use crate::nodes::{Membership, Node, NodeSet, NodeState, RequestCounters};
 use crate::passive::Verdict;
 use crate::pool::{Lease, PoolLimits};
+use crate::tls::{Tls, TlsError};
 
 /// hyper's default read buffer limit (8 KiB + 100 × 4 KiB); `--max-head-size`
 /// above it raises the buffer too.
@@ -150,6 +151,8 @@ struct Shared {
     /// Its receivers are the live tunnels.
     tunnel_stop: watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
+    /// `--tls-cert`/`--tls-key`: the listener serves HTTPS.
+    tls: Option<Tls>,
     local_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
@@ -248,6 +251,7 @@ fn mark_down(lookup: &OwnerLookup, node: &Arc<Node>, why: &str) {
 pub enum ServeError {
     Config(ConfigError),
     Io(std::io::Error),
+    Tls(TlsError),
     /// [`Proxy::new`] was called outside a Tokio runtime.
     NoRuntime,
 }
@@ -257,6 +261,7 @@ impl std::fmt::Display for ServeError {
         match self {
             ServeError::Config(e) => write!(f, "configuration: {e}"),
             ServeError::Io(e) => write!(f, "{e}"),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
             ServeError::NoRuntime => {
                 f.write_str("the proxy must be created inside a Tokio runtime")
             }
@@ -269,6 +274,7 @@ impl std::error::Error for ServeError {
         match self {
             ServeError::Config(e) => Some(e),
             ServeError::Io(e) => Some(e),
+            ServeError::Tls(e) => Some(e),
             ServeError::NoRuntime => None,
         }
     }
@@ -331,6 +337,10 @@ impl Proxy {
             admin::prometheus();
         }
         let limits = Arc::new(Limits::new(&config)?);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Tls)?),
+            _ => None,
+        };
         let paths = Paths::new(&config.context_path);
         let client = forward::upstream_client(config.connect_timeout);
         let origin = match &config.lookup_origin {
@@ -380,6 +390,7 @@ impl Proxy {
             limits,
             tunnel_stop,
             runtime,
+            tls,
             local_addr,
             admin_addr,
             config,
@@ -461,7 +472,18 @@ impl Proxy {
             http.max_buf_size(config.max_head_size.saturating_add(8192));
         }
 
-        tracing::info!("listening on {}", shared.local_addr);
+        // Shared by the connection tasks, which each need it for as long as
+        // they serve.
+        let http = Arc::new(http);
+        let tls_refusals = shared.limits.rejected(Reason::TlsHandshake);
+        match &shared.tls {
+            Some(tls) => tracing::info!(
+                cert = %tls.cert_path().display(),
+                "listening on {} (https)",
+                shared.local_addr
+            ),
+            None => tracing::info!("listening on {}", shared.local_addr),
+        }
         let (drain, drain_rx) = watch::channel(false);
         // Connection tasks, so that the ones still open at the deadline can
         // be cut (finished ones are reaped as new ones come).
@@ -499,17 +521,12 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let trusted = shared.limits.trusts(peer.ip());
-            let client = Arc::new(ClientConn::new(peer, trusted, slot));
-            let io = ClientIo::new(
-                stream,
-                client.clone(),
-                config.header_timeout,
-                head_timeouts.clone(),
-            );
+            let client = Arc::new(ClientConn::new(peer, trusted, shared.tls.is_some(), slot));
+            let conn_client = client.clone();
             let conn_shared = shared.clone();
             let service = service_fn(move |request: Request<Incoming>| {
                 let shared = conn_shared.clone();
-                let client = client.clone();
+                let client = conn_client.clone();
                 client.head_received();
                 // Boxed: hyper keeps a slot the size of the service's future
                 // for every connection, busy or idle; a box costs one
@@ -522,23 +539,34 @@ impl Proxy {
                     Ok::<_, Infallible>(response.map(|body| AnsweredBody::new(body, client)))
                 })
             });
-            let conn = http
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            let mut drain = drain_rx.clone();
-            connections.spawn(async move {
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = crate::raised(&mut drain) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.as_mut().await
-                    }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "client connection error");
+            let drain = drain_rx.clone();
+            let header_timeout = config.header_timeout;
+            let head_timeouts = head_timeouts.clone();
+            match shared.tls.as_ref().map(Tls::acceptor) {
+                None => {
+                    let io = ClientIo::new(stream, client, header_timeout, head_timeouts);
+                    connections.spawn(serve_client(http.clone(), io, service, drain, peer));
                 }
-            });
+                // The handshake runs in the connection's task: the accept
+                // loop never waits for a client.
+                Some(acceptor) => {
+                    let http = http.clone();
+                    let tls_refusals = tls_refusals.clone();
+                    connections.spawn(async move {
+                        match crate::conn::tls_handshake(stream, acceptor, header_timeout).await {
+                            Ok(stream) => {
+                                let io =
+                                    ClientIo::new(stream, client, header_timeout, head_timeouts);
+                                serve_client(http, io, service, drain, peer).await;
+                            }
+                            Err((why, error)) => {
+                                tls_refusals.increment(1);
+                                tracing::debug!(%peer, why = why.as_str(), error = ?error, "TLS connection not served");
+                            }
+                        }
+                    });
+                }
+            }
         }
 
         // Drain: no new connections; idle keep-alive connections close, busy
@@ -573,6 +601,40 @@ impl Proxy {
     }
 }
 
+/// Serves one client connection (plain or TLS) with hyper until it closes,
+/// or gracefully once the drain begins.
+async fn serve_client<S, Svc>(
+    http: Arc<hyper::server::conn::http1::Builder>,
+    io: ClientIo<S>,
+    service: Svc,
+    mut drain: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<AnsweredBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+{
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = crate::raised(&mut drain) => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "client connection error");
+    }
+}
+
 /// A handle on a running (or about to run) proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyHandle {
@@ -600,6 +662,13 @@ impl ProxyHandle {
     /// again. On error nothing changes.
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
         reload::reload(&self.shared)
+    }
+
+    /// Re-reads `--tls-cert` and `--tls-key` (SIGHUP): new connections get
+    /// the new certificate, open ones keep theirs. `Ok(false)`: no TLS
+    /// configured. On error the current certificate stays.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        reload::reload_tls(&self.shared)
     }
 
     /// The nodes as `/nodes` shows them (retiring ones too; gone ones not).
