@@ -9,6 +9,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use tokio_rustls::rustls;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -146,4 +148,62 @@ impl TestCa {
             der: leaf.der().to_vec(),
         })
     }
+}
+
+/// A reqwest client for `https://` URLs that trusts `ca` only, reports the
+/// server's certificate (`tls_info`) and keeps connections alive as usual.
+pub fn https_client(ca: &TestCa) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA certificate");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .tls_info(true)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("https client")
+}
+
+/// The leaf certificate (DER) the server presented on `response`'s
+/// connection.
+pub fn served_certificate(response: &reqwest::Response) -> Option<Vec<u8>> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()?
+        .peer_certificate()
+        .map(<[u8]>::to_vec)
+}
+
+/// A rustls client configuration that trusts `ca` only, limited to
+/// `versions`, offering ALPN `alpn`.
+pub fn client_config(
+    ca: &TestCa,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(ca.der().to_vec()))
+        .expect("CA as root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    std::sync::Arc::new(config)
+}
+
+/// A TLS connection to `addr` (verified as the IP address it is), for raw
+/// HTTP or a WebSocket (`tokio_tungstenite::client_async`).
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
