@@ -3,12 +3,18 @@
 
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-quick clean soak fuzz
+.PHONY: run run-tls build test lint fmt bench bench-quick clean soak fuzz
 
 ## run: build (release) and start the proxy on 127.0.0.1:8700 in front of three nodes
 run:
 	$(CARGO) build --release --bins
 	./scripts/run-stack.sh target/release
+
+## run-tls: as run, but the proxy serves https on 127.0.0.1:8700 with a fresh
+## self-signed certificate (target/dev/cert.pem; curl --cacert target/dev/cert.pem)
+run-tls:
+	$(CARGO) build --release --bins
+	TLS=1 ./scripts/run-stack.sh target/release
 
 build:
 	$(CARGO) build --workspace --bins

@@ -10,6 +10,9 @@
 //!   real `session-node agent-token`, and customer keys are remembered from
 //!   the creates that handed them out ([`remember_created`]).
 //!
+//! - [`tls`]: certificates made with rcgen (a self-signed one for
+//!   `make run-tls`, a test CA that issues several).
+//!
 //! The binaries are the ones `cargo build --bins` put next to the test
 //! executable (`make test` builds them first).
 
@@ -19,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+pub mod tls;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

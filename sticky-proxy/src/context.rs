@@ -114,6 +114,8 @@ pub struct Shared {
     /// Turned true at the shutdown deadline: cuts the remaining tunnels.
     /// Its receivers are the live tunnels.
     pub tunnel_stop: watch::Sender<bool>,
+    /// `--tls-cert`/`--tls-key`: the listener serves https.
+    pub tls: Option<crate::tls::Tls>,
     pub runtime: tokio::runtime::Handle,
     pub local_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,

@@ -50,6 +50,7 @@ pub mod passive;
 pub mod retire;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 

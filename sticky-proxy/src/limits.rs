@@ -56,6 +56,9 @@ pub enum Reason {
     TooManyConnections,
     SessionAmbiguous,
     HeaderTimeout,
+    /// A TLS handshake failed, was too slow (`--header-timeout`), or the
+    /// client sent plain HTTP to the TLS port.
+    TlsHandshake,
     /// 503 `server_busy`: no connection to the node could be had.
     ServerBusy,
     /// 400: a request head or chunked framing the proxy will not forward
@@ -65,8 +68,6 @@ pub enum Reason {
     HeadTooLarge,
     /// 413: a body over `--max-body-size`.
     BodyTooLarge,
-    /// A TLS handshake that failed or did not finish in time.
-    TlsHandshake,
 }
 
 impl Reason {

@@ -1,6 +1,6 @@
 //! `sticky-proxy` binary: flags, logging, the runtime with `--workers`
 //! threads, the listeners, and the signals (SIGTERM/SIGINT drain and stop,
-//! SIGHUP reloads the config file).
+//! SIGHUP reloads the config file and the TLS certificate).
 
 use std::process::ExitCode;
 
@@ -102,6 +102,9 @@ async fn reload_on_sighup(handle: ProxyHandle) {
     while hup.recv().await.is_some() {
         if let Err(error) = handle.reload() {
             tracing::error!("reload failed, keeping the current nodes: {error}");
+        }
+        if let Err(error) = handle.reload_tls() {
+            tracing::error!("TLS reload failed, keeping the current certificate: {error}");
         }
     }
 }

@@ -19,8 +19,10 @@
 //! once the proxy drains; before closing, what the client still sends is
 //! read and dropped for a moment so that it reads the answer, not a reset.
 
+mod handshake;
 mod stream;
 
+pub use handshake::{tls_handshake, TlsRefusal};
 pub use stream::ClientStream;
 
 use std::net::{IpAddr, SocketAddr};
@@ -232,11 +234,15 @@ async fn linger<S: ClientStream>(stream: &mut S, inbound: &mut Inbound) {
 
 /// Answers a connection over `--max-connections-per-client`: a raw 429,
 /// then the close (no request is read).
-pub async fn refuse(mut stream: tokio::net::TcpStream) {
+pub async fn refuse(stream: tokio::net::TcpStream) {
+    answer_and_close(stream, crate::errors::too_many_connections_answer()).await;
+}
+
+/// Writes `answer`, half-closes, reads what the client sent until it closes
+/// too (bounded in time and bytes), drops.
+async fn answer_and_close(mut stream: tokio::net::TcpStream, answer: &[u8]) {
     let _ = tokio::time::timeout(LINGER, async {
-        stream
-            .write_all(crate::errors::too_many_connections_answer())
-            .await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         let mut drained = 0;

@@ -18,3 +18,19 @@ impl ClientStream for TcpStream {
         self.readable()
     }
 }
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    /// Plaintext rustls already holds is ready at once; otherwise the
+    /// socket's readability (rustls holds at most one record meanwhile).
+    fn ready(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        let (tcp, tls) = self.get_ref();
+        let pending = !tls.wants_read();
+        async move {
+            if pending {
+                Ok(())
+            } else {
+                tcp.readable().await
+            }
+        }
+    }
+}

@@ -37,6 +37,7 @@ use crate::health::HttpHealthCheck;
 use crate::limits::{Limits, Reason};
 use crate::lookup::OwnerLookup;
 use crate::nodes::{Membership, Node, NodeSet, RequestCounters};
+use crate::tls::{Tls, TlsError};
 use crate::upstream::pool::PoolLimits;
 
 /// Why the proxy could not start or serve.
@@ -46,6 +47,7 @@ pub enum ServeError {
     Io(std::io::Error),
     /// [`Proxy::new`] was called outside a Tokio runtime.
     NoRuntime,
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for ServeError {
@@ -53,6 +55,7 @@ impl std::fmt::Display for ServeError {
         match self {
             ServeError::Config(e) => write!(f, "configuration: {e}"),
             ServeError::Io(e) => write!(f, "{e}"),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
             ServeError::NoRuntime => {
                 f.write_str("the proxy must be created inside a Tokio runtime")
             }
@@ -65,6 +68,7 @@ impl std::error::Error for ServeError {
         match self {
             ServeError::Config(e) => Some(e),
             ServeError::Io(e) => Some(e),
+            ServeError::Tls(e) => Some(e),
             ServeError::NoRuntime => None,
         }
     }
@@ -164,6 +168,10 @@ impl Proxy {
             metrics::counter!("proxy_routing_decisions_total", "kind" => decision.as_str())
         });
         let (tunnel_stop, _) = watch::channel(false);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Tls)?),
+            _ => None,
+        };
         let wire_limits = http1::Limits {
             max_head_bytes: config.max_head_size,
             max_headers: config.max_headers,
@@ -181,6 +189,7 @@ impl Proxy {
             own_requests: RequestCounters::new(Arc::from("-")),
             limits,
             tunnel_stop,
+            tls,
             runtime,
             local_addr,
             admin_addr,
@@ -250,10 +259,16 @@ impl Proxy {
         }
 
         tracing::info!(
-            "listening on {} (at most {} client connections)",
+            "listening on {} ({}; at most {} client connections)",
             shared.local_addr,
+            if shared.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             config.max_connections
         );
+        let tls_refusals = shared.limits.rejected(Reason::TlsHandshake);
         let (drain, drain_rx) = watch::channel(false);
         let capacity = (config.max_connections > 0).then(|| {
             Arc::new(Semaphore::new(
@@ -306,13 +321,29 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let trusted = shared.limits.trusts(peer.ip());
-            let conn = ClientConn::new(peer, trusted, false, slot, permit);
-            connections.spawn(client::serve(
-                shared.clone(),
-                stream,
-                conn,
-                drain_rx.clone(),
-            ));
+            let conn = ClientConn::new(peer, trusted, shared.tls.is_some(), slot, permit);
+            let drain = drain_rx.clone();
+            match shared.tls.as_ref().map(Tls::acceptor) {
+                None => {
+                    connections.spawn(client::serve(shared.clone(), stream, conn, drain));
+                }
+                // The handshake runs in the connection's task: the accept
+                // loop never waits for a client.
+                Some(acceptor) => {
+                    let shared = shared.clone();
+                    let tls_refusals = tls_refusals.clone();
+                    let timeout = config.header_timeout;
+                    connections.spawn(async move {
+                        match client::tls_handshake(stream, acceptor, timeout).await {
+                            Ok(stream) => client::serve(shared, stream, conn, drain).await,
+                            Err((why, error)) => {
+                                tls_refusals.increment(1);
+                                tracing::debug!(%peer, why = why.as_str(), ?error, "TLS connection not served");
+                            }
+                        }
+                    });
+                }
+            }
         }
 
         // Drain: no new connections; idle keep-alive connections close, busy
@@ -374,6 +405,13 @@ impl ProxyHandle {
     /// again. On error nothing changes.
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
         reload::reload(&self.shared)
+    }
+
+    /// Re-reads `--tls-cert` and `--tls-key` (SIGHUP): new connections get
+    /// the new certificate, open ones keep theirs. `Ok(false)`: no TLS
+    /// configured. On error the current certificate stays.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        reload::reload_tls(&self.shared)
     }
 
     /// The nodes as `/nodes` shows them (retiring ones too; gone ones not).

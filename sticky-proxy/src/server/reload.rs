@@ -1,5 +1,6 @@
 //! Reloading the membership (SIGHUP) and retiring the nodes it removes
-//! ([`crate::retire`] says what retiring means).
+//! ([`crate::retire`] says what retiring means); reloading the TLS
+//! certificate on the same signal ([`crate::tls`]).
 
 use std::sync::{Arc, PoisonError, Weak};
 
@@ -117,6 +118,18 @@ pub(super) fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, ConfigError>
         "configuration reloaded"
     );
     Ok(summary)
+}
+
+/// Re-reads the TLS certificate and key, independently of the nodes (a bad
+/// certificate file does not hold back a membership change, nor the other
+/// way round). Only new connections see the new certificate.
+pub(super) fn reload_tls(shared: &Shared) -> Result<bool, crate::tls::TlsError> {
+    let Some(tls) = &shared.tls else {
+        return Ok(false);
+    };
+    tls.reload()?;
+    tracing::info!(cert = %tls.cert_path().display(), "TLS certificate reloaded");
+    Ok(true)
 }
 
 /// Makes a node gone: down for good, its tasks stopped. It stays in the set
