@@ -714,6 +714,10 @@ async fn a_proxy_out_of_file_descriptors_does_not_take_a_node_down() {
         "60s",
         "--max-connections-per-client",
         "0",
+        // Above what 48 descriptors carry (the default cap would keep the
+        // proxy from ever running out): this test is about running out.
+        "--max-connections",
+        "1000",
     ]
     .iter()
     .map(|s| (*s).to_owned())

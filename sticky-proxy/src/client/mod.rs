@@ -152,7 +152,10 @@ pub async fn serve<S: ClientStream>(
             draining,
             &shared,
         );
-        let outcome = route::handle(&shared, &mut exchange).await;
+        // Boxed: a task is as large as the largest state of its future, and
+        // an idle connection should not carry the routing's (a few KiB)
+        // while it waits for its next request. One allocation per request.
+        let outcome = Box::pin(route::handle(&shared, &mut exchange)).await;
         exchange.release_head();
         let body_done = exchange.body_done();
         drop(exchange);

@@ -170,8 +170,9 @@ impl Config {
         Ok(())
     }
 
-    /// A cap the descriptors cannot carry would turn into `EMFILE` on
-    /// upstream connects in mid-request, so it is refused at start.
+    /// A cap the descriptors cannot carry turns into `EMFILE` on upstream
+    /// connects in mid-request (answered 503 `server_busy`, never counted
+    /// against a node): allowed, as an explicit opt-out, with a warning.
     fn validate_max_connections(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
@@ -181,13 +182,13 @@ impl Config {
         let nofile = nofile_soft_limit();
         let allowed = connection_cap(nofile);
         if self.max_connections > allowed {
-            return Err(ConfigError::Invalid(format!(
+            tracing::warn!(
                 "--max-connections {} is above what the open-file limit allows: {nofile} \
                  descriptors (RLIMIT_NOFILE) leave room for {allowed} client connections \
                  ((limit - {NOFILE_RESERVE} reserved) / 2, each with its upstream); \
                  raise the limit (ulimit -n) or lower --max-connections",
                 self.max_connections
-            )));
+            );
         }
         Ok(())
     }

@@ -98,11 +98,11 @@ where
         self.client_in.data()
     }
 
-    /// The target's path and query as text (a target that is not UTF-8
-    /// routes nowhere in particular).
-    pub fn path(&self) -> String {
+    /// The target's path and query as text; a target that is not UTF-8 is
+    /// empty here (it routes as unbound, and the node answers for it).
+    pub fn path(&self) -> &str {
         let head = crate::wire::headers::Head::new(self.buf(), &self.head);
-        String::from_utf8_lossy(head.path_and_query()).into_owned()
+        std::str::from_utf8(head.path_and_query()).unwrap_or_default()
     }
 
     pub fn has_body(&self) -> bool {

@@ -46,7 +46,7 @@ where
     }
     let guard = {
         let path = ex.path();
-        affinity::guard_of(&shared.paths, &ex.method, affinity::split_target(&path).0)
+        affinity::guard_of(&shared.paths, &ex.method, affinity::split_target(path).0)
     };
     match guard {
         Guard::None => route(shared, ex).await,
@@ -89,7 +89,7 @@ where
     // A CometD long-polling POST names its node in its body's clientId.
     let client_id = {
         let path = ex.path();
-        let path = affinity::split_target(&path).0;
+        let path = affinity::split_target(path).0;
         cometd_route::is_cometd_post(&shared.paths, &ex.method, path)
     };
     let client_id = if client_id {
@@ -117,7 +117,7 @@ where
                 affinity::classify(
                     &shared.paths,
                     &ex.method,
-                    &path,
+                    path,
                     &Head::new(ex.buf(), &ex.head),
                     |name| set.get(name),
                 )
