@@ -130,7 +130,10 @@ fn serve(state: &AppState, name: &str, request: &HeaderMap, cache: &'static str)
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.body.clone(),
         )
             .into_response()

@@ -69,7 +69,10 @@ impl DemoSite {
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
-                    Json(ErrorBody::new(codes::NOT_FOUND, "no such page in the demo shop")),
+                    Json(ErrorBody::new(
+                        codes::NOT_FOUND,
+                        "no such page in the demo shop",
+                    )),
                 )
             })
             .with_state(self)
@@ -132,11 +135,7 @@ mod tests {
         let response = site
             .clone()
             .router()
-            .oneshot(
-                axum::http::Request::get(path)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
+            .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -154,11 +153,16 @@ mod tests {
         let (status, body, csp) = get_page(&site, "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(
-            body.contains(r#"<script src="http://127.0.0.1:8700/cobrowse/widget.js" async></script>"#),
+            body.contains(
+                r#"<script src="http://127.0.0.1:8700/cobrowse/widget.js" async></script>"#
+            ),
             "{body}"
         );
         let csp = csp.unwrap();
-        assert!(csp.contains("script-src 'self' http://127.0.0.1:8700;"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self' http://127.0.0.1:8700;"),
+            "{csp}"
+        );
         assert_eq!(get_page(&site, "/shop.js").await.0, StatusCode::OK);
         let (status, body, _) = get_page(&site, "/../etc/passwd").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
