@@ -249,3 +249,5 @@ mod access_tests;
 mod cometd_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod web_tests;
