@@ -3,16 +3,16 @@
 
 CARGO ?= cargo
 
-.PHONY: run run-tls build test lint fmt bench bench-quick clean soak fuzz
+.PHONY: run run-tls build test lint fmt bench bench-quick clean soak fuzz web web-check web-test
 
 ## run: build (release) and start the proxy on 127.0.0.1:8700 in front of three nodes
-run:
+run: web
 	$(CARGO) build --release --bins
 	./scripts/run-stack.sh target/release
 
 ## run-tls: as run, but the proxy serves https on 127.0.0.1:8700 with a fresh
 ## self-signed certificate (target/dev/cert.pem; curl --cacert target/dev/cert.pem)
-run-tls:
+run-tls: web
 	$(CARGO) build --release --bins
 	TLS=1 ./scripts/run-stack.sh target/release
 
@@ -20,9 +20,28 @@ build:
 	$(CARGO) build --workspace --bins
 
 ## test: unit tests of every crate, then the end-to-end suite against the real binaries
-test: integration/js/node_modules
+test: integration/js/node_modules web web-check web-test
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+## web: the customer widget and agent console bundle (web/dist), which the
+## session-node embeds when it is built; esbuild and the libraries are pinned
+## in web/package-lock.json
+web: web/node_modules
+	cd web && node build.mjs
+
+## web-check: build again without writing and fail if any byte differs (the
+## bundle is reproducible)
+web-check: web/node_modules
+	cd web && node build.mjs --check
+
+## web-test: unit tests of the web code (masking rules, message splitting)
+web-test: web/node_modules
+	cd web && node --test test/unit/
+
+web/node_modules: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
 
 # The official CometD JavaScript client for the end-to-end suite (versions
 # pinned in integration/js/package-lock.json).

@@ -2022,6 +2022,7 @@ def render_markdown(bench, info, sat_rows, rate_rows):
         L.append(f"- {note}")
     L.append("")
     L += render_optimisations()
+    L += render_browser()
     return "\n".join(L)
 
 
@@ -2185,6 +2186,15 @@ def render_optimisations():
     if not path.exists():
         return []
     return ["## What was optimised and what it bought", "", path.read_text().rstrip("\n"), ""]
+
+
+def render_browser():
+    # Measured by the browser end-to-end test (integration/tests/browser.rs),
+    # not by this harness: kept in bench/browser.md and carried over.
+    path = BENCH_DIR / "browser.md"
+    if not path.exists():
+        return []
+    return [path.read_text().rstrip("\n"), ""]
 
 
 def notes(bench, sat_rows, rate_rows):

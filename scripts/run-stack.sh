@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts the stack in the foreground: sticky-proxy on 127.0.0.1:8700 in front
-# of node-1..node-3 on 127.0.0.1:8701..8703. Ctrl-C stops everything.
+# of node-1..node-3 on 127.0.0.1:8701..8703, and the demo shop on
+# http://localhost:8710 (another site than the proxy: the co-browse widget
+# runs cross-site there, as on a real company website). Ctrl-C stops everything.
 # Usage: scripts/run-stack.sh [BIN_DIR]   (default target/release)
 #        TLS=1 scripts/run-stack.sh [BIN_DIR]   the proxy serves https on 8700
 #          with a fresh self-signed certificate for localhost and 127.0.0.1
@@ -19,7 +21,8 @@ proxy_origin="$scheme://127.0.0.1:8700"
 # What the examples call: with TLS the certificate's name, localhost.
 url="$proxy_origin"
 [ "$tls" = 1 ] && url="https://localhost:8700"
-origins="${COBROWSE_ALLOWED_ORIGINS:-$proxy_origin,$scheme://localhost:8700}"
+demo_origin="http://localhost:8710"
+origins="${COBROWSE_ALLOWED_ORIGINS:-$proxy_origin,$scheme://localhost:8700,$demo_origin}"
 dev="target/dev"
 
 mkdir -p "$dev"
@@ -66,6 +69,10 @@ done
   --node node-2=http://127.0.0.1:8702 \
   --node node-3=http://127.0.0.1:8703 &
 pids+=($!)
+# The demo shop, which includes the widget with the one tag a website adds.
+"$bin/session-node" demo-site --listen 127.0.0.1:8710 \
+  --widget-url "$proxy_origin/cobrowse/widget.js" &
+pids+=($!)
 
 cat <<INFO
 
@@ -73,6 +80,10 @@ cat <<INFO
   node-1         http://127.0.0.1:8701
   node-2         http://127.0.0.1:8702
   node-3         http://127.0.0.1:8703
+
+Co-browse in two browser windows:
+  demo shop      $demo_origin/                    (the customer: click "Co-browse")
+  agent console  $proxy_origin/cobrowse/agent/     (sign in with the credential below, type the number)
 
 An agent credential (demo-agent, 8 h), also in $dev/agent-token:
 

@@ -22,6 +22,9 @@
 //! - [`readiness`]: ready or draining, and waiting for the last live session.
 //! - [`error`]: the one error enum; every client mistake becomes a JSON
 //!   [`shared_types::error::ErrorBody`] with its status.
+//! - [`web`]: the browser side: the customer widget and agent console
+//!   bundle (embedded at build time from `web/dist`, or `--web-dir`) and the
+//!   demo shop (`session-node demo-site`); [`api::web`] serves them.
 //! - [`metrics`]: the optional Prometheus listener (`--metrics-listen`).
 //! - [`config`]: flags, `COBROWSE_…` environment variables and the TOML file.
 //!
@@ -39,6 +42,7 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod stickiness;
+pub mod web;
 
 #[cfg(test)]
 mod test_support;

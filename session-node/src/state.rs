@@ -10,6 +10,7 @@ use crate::cors::AllowedOrigins;
 use crate::readiness::Readiness;
 use crate::sessions::Sessions;
 use crate::stickiness::Stickiness;
+use crate::web::WebAssets;
 
 /// The node's shared state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// The widget and agent console bundle (embedded, or `--web-dir`).
+    pub web: WebAssets,
 }
 
 impl AppState {
@@ -37,6 +40,10 @@ impl AppState {
 
     /// Tests: a state around a prepared session core.
     pub fn with_sessions(config: &Config, sessions: Sessions) -> Result<Self, String> {
+        let web = match &config.web_dir {
+            Some(dir) => WebAssets::from_dir(dir)?,
+            None => WebAssets::embedded(),
+        };
         let sessions = Arc::new(sessions);
         let readiness = Readiness::default();
         let bayeux = Arc::new(Bayeux::new(
@@ -60,6 +67,7 @@ impl AppState {
             bayeux,
             max_body_bytes: config.max_body_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
+            web,
         })))
     }
 }

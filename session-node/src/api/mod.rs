@@ -10,6 +10,7 @@
 //! | OPTIONS| any of the `/rest/live` paths              | [`preflight`]    |
 //! | POST   | `/cometd`, `/cometd/{type}`                | [`cometd::long_polling`] |
 //! | GET    | `/cometd` (WebSocket upgrade)              | [`cometd::websocket`]    |
+//! | GET    | `/widget.js`, `/widget/origin`, `/agent/…` | [`web`] (the browser side) |
 //!
 //! Everything else is a JSON 404, a known path with another method a JSON 405.
 //! Handlers only translate: [`caller`] says who is asking, the session core
@@ -17,6 +18,7 @@
 
 pub mod caller;
 pub mod cometd;
+pub mod web;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -79,6 +81,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .merge(cometd)
+        .merge(web::routes(ctx))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), cors_headers))
@@ -246,3 +249,5 @@ mod access_tests;
 mod cometd_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod web_tests;

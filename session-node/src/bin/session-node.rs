@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use access::agent::{mint, MintRequest};
 use clap::Parser;
-use session_node::config::cli::AgentTokenArgs;
+use session_node::config::cli::{AgentTokenArgs, DemoSiteArgs};
 use session_node::config::{Cli, Command, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -20,8 +20,10 @@ async fn main() -> std::process::ExitCode {
         .init();
 
     let mut cli = Cli::parse();
-    if let Some(Command::AgentToken(args)) = cli.command.take() {
-        return agent_token(&args);
+    match cli.command.take() {
+        Some(Command::AgentToken(args)) => return agent_token(&args),
+        Some(Command::DemoSite(args)) => return demo_site(&args).await,
+        None => {}
     }
     let config = match Config::load(cli) {
         Ok(config) => config,
@@ -79,6 +81,38 @@ fn agent_token(args: &AgentTokenArgs) -> std::process::ExitCode {
         Err(e) => {
             eprintln!("agent-token: {e}");
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `session-node demo-site`: serves the demo shop until SIGTERM/SIGINT.
+async fn demo_site(args: &DemoSiteArgs) -> std::process::ExitCode {
+    let site = match session_node::web::demo::DemoSite::new(&args.widget_url) {
+        Ok(site) => site,
+        Err(e) => {
+            tracing::error!("demo-site: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let listener = match session_node::server::bind(args.listen, 128) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match session_node::web::demo::serve(listener, site, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("demo-site: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

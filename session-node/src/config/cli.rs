@@ -141,6 +141,11 @@ pub struct Cli {
     /// Address of a Prometheus `/metrics` listener; off when absent.
     #[arg(long, env = "COBROWSE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the widget and agent console from this built directory
+    /// (`web/dist`, read once at start) instead of the copy embedded in the
+    /// binary [default: embedded].
+    #[arg(long, env = "COBROWSE_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -154,6 +159,23 @@ pub enum AgentAuthMode {
 pub enum Command {
     /// Print a signed agent credential (HS256) for `Authorization: Bearer`.
     AgentToken(AgentTokenArgs),
+    /// Serve the demo shop page, which includes the widget (`make run`).
+    DemoSite(DemoSiteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoSiteArgs {
+    /// Address to listen on (`:0` picks a free port; the log says
+    /// `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:8710", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The widget the page includes: `<proxy>/<context>/widget.js`.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8700/cobrowse/widget.js",
+        value_name = "URL"
+    )]
+    pub widget_url: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -207,6 +229,7 @@ pub(super) struct FileConfig {
     pub limiter_capacity: Option<u64>,
     pub token_partition: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    pub web_dir: Option<PathBuf>,
 }
 
 /// A list may be written as one comma-separated string or a TOML list.

@@ -6,7 +6,7 @@
 pub mod cli;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web bundle from this directory instead of the embedded one.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             trusted_proxies: TrustedProxies::default(),
             metrics_listen: None,
+            web_dir: None,
         }
     }
 }
@@ -253,6 +256,7 @@ impl Config {
             access,
             trusted_proxies,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            web_dir: cli.web_dir.or(file.web_dir),
         })
     }
 
@@ -287,6 +291,9 @@ impl Config {
             .and_then(|u| u.host_str().map(str::to_owned));
         if !self.cookie_cross_site && self.allowed_origins.may_be_cross_site(own_host.as_deref()) {
             warnings.push("--allowed-origins lets other sites call this node, but without --cookie-secure (or an https --server-url) its gcbSessionServer cookie is SameSite=Lax, which browsers drop on cross-site requests: clients must name the node in the gcbSessionServer header or query parameter".to_owned());
+        }
+        if self.web_dir.is_none() && crate::web::EMBEDDED.is_empty() {
+            warnings.push("built without the web bundle: widget.js and /agent/ answer 503 web_assets_missing; run `make web` and build again, or give --web-dir web/dist".to_owned());
         }
         if self.limits.insecure_token_seed.is_some() {
             warnings.push(
