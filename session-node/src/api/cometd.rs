@@ -72,12 +72,20 @@ pub async fn long_polling(
     Ok(response)
 }
 
-/// `GET <ctx>/cometd` with `Upgrade: websocket`.
+/// `GET <ctx>/cometd` with `Upgrade: websocket`. Browsers apply no CORS to
+/// WebSockets, so the node does: an upgrade whose `Origin` is not an
+/// allowed origin is refused (403 `origin_not_allowed`), as a long-polling
+/// page from that origin would be by its preflight. Without an `Origin`
+/// (not a browser page) the upgrade is served, as REST is.
 pub async fn websocket(
     State(state): State<AppState>,
     ClientIp(peer): ClientIp,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if headers.contains_key(axum::http::header::ORIGIN) && state.origins.check(&headers).is_none() {
+        return ApiError::OriginNotAllowed.into_response();
+    }
     let Ok(upgrade) = upgrade else {
         return ApiError::BadRequest(
             "the Bayeux endpoint takes a WebSocket upgrade (GET) or a long-polling POST".into(),

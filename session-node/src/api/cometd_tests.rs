@@ -131,10 +131,38 @@ mod over_websocket {
                 ..BayeuxConfig::default()
             },
             access: access_config(),
+            allowed_origins: crate::cors::AllowedOrigins::parse("http://shop.example").unwrap(),
             ..Config::default()
         };
         tokio::spawn(crate::serve(listener, config, std::future::pending()));
         addr
+    }
+
+    #[tokio::test]
+    async fn a_websocket_from_a_page_of_another_origin_is_refused() {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let addr = start().await;
+        let url = format!("ws://{addr}/cobrowse/cometd");
+        // (Origin header, upgraded)
+        for (origin, upgraded) in [
+            (Some("http://shop.example"), true),
+            (None, true),
+            (Some("http://evil.example"), false),
+            (Some("http://shop.example.evil.example"), false),
+        ] {
+            let mut request = url.as_str().into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request.headers_mut().insert("origin", origin.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => assert!(upgraded, "{origin:?} was upgraded"),
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    assert!(!upgraded, "{origin:?} was refused");
+                    assert_eq!(response.status(), 403, "{origin:?}");
+                }
+                Err(other) => panic!("{origin:?}: {other}"),
+            }
+        }
     }
 
     type Socket = tokio_tungstenite::WebSocketStream<
