@@ -78,8 +78,17 @@ fn row(reqs: &[Req], cuts: &[Index]) -> Row {
     row.step(get(answers))
 }
 
+/// 16 cases (a few seconds) unless `PROPTEST_CASES` asks for more (a
+/// longer fuzzing run).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn pipelined_requests_in_arbitrary_pieces(
