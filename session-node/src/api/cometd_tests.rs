@@ -152,7 +152,9 @@ mod over_websocket {
         ] {
             let mut request = url.as_str().into_client_request().unwrap();
             if let Some(origin) = origin {
-                request.headers_mut().insert("origin", origin.parse().unwrap());
+                request
+                    .headers_mut()
+                    .insert("origin", origin.parse().unwrap());
             }
             match tokio_tungstenite::connect_async(request).await {
                 Ok(_) => assert!(upgraded, "{origin:?} was upgraded"),
