@@ -20,10 +20,9 @@
 //! read and dropped for a moment so that it reads the answer, not a reset.
 
 mod handshake;
-mod stream;
 
+pub use crate::wire::stream::ClientStream;
 pub use handshake::{tls_handshake, TlsRefusal};
-pub use stream::ClientStream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -222,7 +221,9 @@ async fn linger<S: ClientStream>(stream: &mut S, inbound: &mut Inbound) {
     inbound.release();
     let _ = tokio::time::timeout(LINGER, async {
         stream.shutdown().await?;
-        let mut sink = [0u8; 2048];
+        // On the heap: an array here would be part of every connection
+        // task's size, idle or not.
+        let mut sink = vec![0u8; 2048];
         let mut drained = 0;
         while drained < LINGER_BYTES {
             match stream.read(&mut sink).await? {

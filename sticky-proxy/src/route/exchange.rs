@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use http1::{RequestBody, RequestHead};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::upstream::ClientFault;
 use crate::wire::body::{BodyCopy, Framing};
 use crate::wire::buffers::{Inbound, BUF_SIZE};
 use crate::wire::rewrite::{self, ClientFacts};
+use crate::wire::stream::ClientStream;
 
 /// What became of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct Exchange<'a, C: ?Sized> {
 
 impl<'a, C> Exchange<'a, C>
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     pub fn new(
         client: &'a mut C,

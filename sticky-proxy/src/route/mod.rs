@@ -38,7 +38,7 @@ use crate::wire::headers::Head;
 /// Answers one request: its budget, then its route.
 pub async fn handle<C>(shared: &Shared, ex: &mut Exchange<'_, C>) -> Outcome
 where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+    C: crate::wire::stream::ClientStream + ?Sized,
 {
     if ex.method == Method::CONNECT {
         let error = ProxyError::BadRequest("CONNECT is not supported");
@@ -84,7 +84,7 @@ where
 /// Routes and answers one request.
 async fn route<C>(shared: &Shared, ex: &mut Exchange<'_, C>) -> Outcome
 where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+    C: crate::wire::stream::ClientStream + ?Sized,
 {
     // A CometD long-polling POST names its node in its body's clientId.
     let client_id = {

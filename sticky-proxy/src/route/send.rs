@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::exchange::{Exchange, Outcome};
 use crate::affinity::SessionToken;
@@ -22,6 +22,7 @@ use crate::upstream::relay::{self, ClientSide, Relayed};
 use crate::upstream::{ClientFault, ForwardFailure, Incident};
 use crate::wire::answer;
 use crate::wire::buffers::Inbound;
+use crate::wire::stream::ClientStream;
 
 /// A body up to this size is read and dropped before an answer the proxy
 /// makes itself, so that the connection can stay open.
@@ -44,7 +45,7 @@ async fn write_answer<C>(
     miss: bool,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     match ex.client.write_all(bytes).await {
         Ok(()) => Outcome::Answered {
@@ -60,7 +61,7 @@ where
 /// read to its end.
 async fn answer_error<C>(ex: &mut Exchange<'_, C>, error: &ProxyError, miss: bool) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let close = ex.closing || !ex.body_done();
     let mut bytes = Vec::new();
@@ -71,7 +72,7 @@ where
 /// A bare status of the proxy's own (`/health`).
 pub(super) async fn own_status<C>(ex: &mut Exchange<'_, C>, status: StatusCode) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let drained = ex.drain_body(DRAIN_LIMIT, DRAIN_WAIT).await;
     let close = ex.closing || !drained;
@@ -90,7 +91,7 @@ pub(super) async fn early<C>(
     node: Option<&Node>,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     ex.drain_body(DRAIN_LIMIT, DRAIN_WAIT).await;
     count(shared, node, error.status());
@@ -107,7 +108,7 @@ fn count(shared: &Shared, node: Option<&Node>, status: StatusCode) {
 /// 409 `session_ambiguous`: more than one node claims the session.
 pub(super) async fn ambiguous<C>(shared: &Shared, ex: &mut Exchange<'_, C>) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     shared.limits.reject(Reason::SessionAmbiguous);
     early(shared, ex, ProxyError::SessionAmbiguous, None).await
@@ -123,7 +124,7 @@ pub(super) async fn session_unreachable<C>(
     down: Vec<Arc<Node>>,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     shared.decide(Decision::Unavailable);
     let error = ProxyError::SessionNotOnLiveNodes {
@@ -147,7 +148,7 @@ pub(super) async fn bound<C>(
     token: Option<SessionToken>,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     match forward(shared, ex, node, decision, token).await {
         Forwarded::Answer(answer, in_flight) => finish(shared, ex, answer, in_flight).await,
@@ -168,7 +169,7 @@ pub(super) async fn cached<C>(
     token: SessionToken,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let again = !ex.has_body() && !ex.websocket;
     let (answer, in_flight) =
@@ -236,7 +237,7 @@ async fn forward<C>(
     token: Option<SessionToken>,
 ) -> Forwarded
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     if node.state() == NodeState::Down {
         shared.decide(Decision::Unavailable);
@@ -267,7 +268,7 @@ async fn send_once<C>(
     node: &Arc<Node>,
 ) -> Result<(Answer, InFlight), (ForwardFailure, bool)>
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     ex.prepare(node.authority().as_str())
         .map_err(|fault| (ForwardFailure::Client(fault), false))?;
@@ -310,7 +311,7 @@ async fn failed<C>(
     bound: bool,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let error = match failure_error(shared, node, failure) {
         Ok(error) => error,
@@ -335,7 +336,7 @@ where
 /// then the connection closes.
 async fn client_fault<C>(shared: &Shared, ex: &mut Exchange<'_, C>, fault: ClientFault) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let error = match fault {
         ClientFault::Gone => return Outcome::Closed,
@@ -403,7 +404,7 @@ pub(super) async fn unbound<C>(
     decision: Decision,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     // Nodes already tried by this request; each attempt goes to another.
     let mut tried: Vec<Arc<Node>> = Vec::new();
@@ -456,7 +457,7 @@ async fn finish<C>(
     in_flight: InFlight,
 ) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     let node = in_flight.node().clone();
     let status = StatusCode::from_u16(answer.head.status).unwrap_or(StatusCode::BAD_GATEWAY);

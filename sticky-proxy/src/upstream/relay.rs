@@ -7,17 +7,18 @@
 use std::time::Duration;
 
 use http1::ResponseBody;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::exchange::Answer;
 use crate::wire::body::{BodyCopy, CopyError, Framing};
 use crate::wire::buffers::Inbound;
 use crate::wire::rewrite::{self, AnswerFraming};
+use crate::wire::stream::ClientStream;
 
-/// Bytes each way a tunnel reads at once. Small: most WebSocket frames of
-/// a co-browse session are a few hundred bytes.
-const TUNNEL_BUF: usize = 4096;
+/// Bytes each way a tunnel reads at once at most.
+const TUNNEL_BUF: usize = 16 * 1024;
 
 /// What the client connection is like, for the answer's head.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +127,8 @@ where
 }
 
 /// Answers the client's upgrade with the node's 101, then copies both ways
-/// until either side closes or `stop` turns true (the shutdown deadline).
+/// ([`pump`]) until both sides close or `stop` turns true (the shutdown
+/// deadline).
 /// Bytes already read past either head go first.
 pub async fn tunnel<C>(
     mut answer: Answer,
@@ -135,7 +137,7 @@ pub async fn tunnel<C>(
     mut stop: watch::Receiver<bool>,
     out: &mut Vec<u8>,
 ) where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    C: ClientStream + ?Sized,
 {
     out.clear();
     rewrite::response_to_client(
@@ -164,7 +166,7 @@ pub async fn tunnel<C>(
     out.clear();
     out.shrink_to(0);
     tokio::select! {
-        result = tokio::io::copy_bidirectional_with_sizes(client, upstream, TUNNEL_BUF, TUNNEL_BUF) => {
+        result = pump(client, upstream) => {
             if let Err(error) = result {
                 tracing::debug!(%error, "tunnel closed with an error");
             }
@@ -173,6 +175,44 @@ pub async fn tunnel<C>(
             tracing::debug!("tunnel cut at shutdown");
         }
     }
+}
+
+/// Copies both ways until both sides have closed (a side that closes has
+/// the other's write side shut). An idle tunnel holds no buffer: each side
+/// waits for readability, then reads into a pooled buffer that goes back
+/// once written to the other side.
+async fn pump<C>(client: &mut C, upstream: &mut TcpStream) -> std::io::Result<()>
+where
+    C: ClientStream + ?Sized,
+{
+    let mut from_client = Inbound::new();
+    let mut from_node = Inbound::new();
+    let (mut client_open, mut node_open) = (true, true);
+    while client_open || node_open {
+        tokio::select! {
+            ready = client.ready(), if client_open => {
+                ready?;
+                if from_client.read_from(client, TUNNEL_BUF).await? == 0 {
+                    client_open = false;
+                    upstream.shutdown().await?;
+                } else {
+                    upstream.write_all(from_client.data()).await?;
+                    from_client.release();
+                }
+            }
+            ready = upstream.readable(), if node_open => {
+                ready?;
+                if from_node.read_from(upstream, TUNNEL_BUF).await? == 0 {
+                    node_open = false;
+                    client.shutdown().await?;
+                } else {
+                    client.write_all(from_node.data()).await?;
+                    from_node.release();
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long a closing connection is read from (and what is read dropped)
