@@ -250,7 +250,7 @@ def parse_args(argv):
                    help="guesser_phase(): 30,000 sessions on three partitioned nodes, "
                         "sticky-proxy with its default budgets, the guesser for this many seconds "
                         "from one address and from 1,000 forged X-Forwarded-For addresses "
-                        "(default 20, quick 5; 0: not run; needs a sticky-proxy with --probe-budget)")
+                        "(default 20, quick 3; 0: not run; needs a sticky-proxy with --probe-budget)")
     p.add_argument("--no-tls", action="store_true",
                    help="skip the TLS fronts (scenario tls-cookie and the idle TLS connections)")
     p.add_argument("--tls-idle-connections", type=int,
@@ -312,7 +312,7 @@ def parse_args(argv):
         realtime_fronts=realtime_fronts,
         security=not a.no_security or a.security_only,
         security_only=a.security_only,
-        guesser_seconds=a.guesser_seconds if a.guesser_seconds is not None else (5 if quick else 20),
+        guesser_seconds=a.guesser_seconds if a.guesser_seconds is not None else (3 if quick else 20),
         tls=not a.no_tls,
         tls_idle_connections=0 if a.no_memory else (a.tls_idle_connections or (1000 if quick else 2000)),
     )
@@ -688,6 +688,14 @@ def http_request(port, method, path, headers=None, tls_ctx=None):
         return r.status, body
     finally:
         conn.close()
+
+
+def tls_handshake(port, tls_ctx, timeout=5):
+    """One TLS handshake with the front at port (raises ssl.SSLError or
+    OSError if there is none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with tls_ctx.wrap_socket(raw, server_hostname=TLS_SERVER_NAME):
+            pass
 
 
 def tls_session_info(port, tls_ctx, path):
@@ -1067,6 +1075,11 @@ def verify_front(front, pools, tls_ctx=None):
     certificate)."""
     if front.tls and tls_ctx is None:
         raise ValueError(f"{front.label}: a TLS front needs tls_ctx")
+    if front.tls:
+        try:
+            tls_handshake(front.port, tls_ctx)
+        except (ssl.SSLError, OSError) as e:
+            raise BenchError(f"{front.label}: no TLS handshake with the bench's certificate: {e}") from None
     tls_ctx = tls_ctx if front.tls else None
     samples = {}
     for token, node in pools.hits:
@@ -1223,6 +1236,7 @@ class Bench:
         self.tls_ctx = None        # the Python clients' TLS context (make_tls)
         self.tls_info = {}         # front label -> negotiated version, cipher, resumption
         self.tls_kinds = []        # the fronts that terminate TLS in this run
+        self.tls_skip_reason = ""  # why sticky-proxy is not among them (sticky_proxy_tls_missing)
         self.nofile = None         # (soft, hard) open-file limit of run.py and its children
         self._memory_pools_at = 0.0   # when fresh_pools_for_memory last made pools
 
@@ -1277,13 +1291,40 @@ class Bench:
             return
         self.tls_ctx = tls_client_context(s.tls_files)
         self.tls_kinds = list(self.usable_kinds())
-        if "sticky-proxy" in self.tls_kinds and not sticky_proxy_accepts(s, "--tls-cert"):
-            self.tls_kinds.remove("sticky-proxy")
-            self.skipped.append("sticky-proxy's TLS rows: this sticky-proxy build has no --tls-cert "
-                                "(TLS termination not in it yet); nginx and HAProxy were measured over TLS")
-            log("sticky-proxy has no --tls-cert: its TLS rows are skipped (nginx and HAProxy still run)")
+        if "sticky-proxy" in self.tls_kinds:
+            why = self.sticky_proxy_tls_missing()
+            if why:
+                self.tls_skip_reason = why
+                self.tls_kinds.remove("sticky-proxy")
+                self.skipped.append(f"sticky-proxy's TLS rows: {why}; nginx and HAProxy were measured "
+                                    "over TLS all the same")
+                log(f"sticky-proxy TLS rows skipped: {why} (nginx and HAProxy still run over TLS)")
         log(f"TLS: one self-signed P-256 certificate ({s.tls_files.made_by}) for "
             f"{', '.join(self.tls_kinds) or 'no front'}")
+
+    def sticky_proxy_tls_missing(self):
+        """Why this sticky-proxy build cannot be measured over TLS, or None
+        if it can: its --help must list --tls-cert, and a proxy started with
+        the certificate must complete a TLS handshake (a build that takes
+        the flag but still serves plain HTTP answers the ClientHello with
+        HTTP, which the client reports as a wrong version number)."""
+        s = self.s
+        if not sticky_proxy_accepts(s, "--tls-cert"):
+            return "this sticky-proxy build has no --tls-cert (TLS termination not in it yet)"
+        port = s.port_base + 90
+        try:
+            front = start_front(self.procs, s, "sticky-proxy", 1, port, self.nodes, tag="-tlsprobe", tls=True)
+        except BenchError as e:
+            return f"sticky-proxy with --tls-cert/--tls-key did not start ({e})"
+        try:
+            tls_handshake(port, self.tls_ctx)
+            return None
+        except (ssl.SSLError, OSError) as e:
+            return (f"this sticky-proxy build takes --tls-cert but does not serve TLS (handshake: "
+                    f"{getattr(e, 'reason', None) or e})")
+        finally:
+            self.procs.stop(front.proc)
+            time.sleep(0.2)
 
     def start_fronts(self):
         base = self.s.port_base
@@ -2394,9 +2435,9 @@ def render_targets(bench, sat_rows, rate_rows):
          "median of per-round ratios (same scenario, same worker count, same round) with their range.",
          "", "| target | workers | measured | verdict |", "|---|---|---|---|"]
     L += targets.rows(sat_rows, rate_rows, bench.memory, bench.tunnels, bench.s.workers, bench.s.cold_rate)
-    if "sticky-proxy" in bench.usable_kinds() and "sticky-proxy" not in bench.tls_kinds and bench.s.tls:
+    if bench.tls_skip_reason:
         L.append("| over TLS: CPU per request, req/s and RSS per idle TLS connection against nginx and "
-                 "HAProxy | | not measured: this sticky-proxy build has no `--tls-cert` | **not measured** |")
+                 f"HAProxy | | not measured: {bench.tls_skip_reason} | **not measured** |")
     earlier = []
     for w in bench.s.workers:
         hit, warm = sat("cookie", "sticky-proxy", w), sat("lookup-warm", "sticky-proxy", w)
@@ -2561,7 +2602,8 @@ def notes(bench, sat_rows, rate_rows):
                    f"{TLS_SERVER_NAME} and 127.0.0.1 ({s.tls_files.made_by}); nginx `listen … ssl`, "
                    "`ssl_protocols TLSv1.2 TLSv1.3`, `ssl_session_cache shared:…:10m`, `ssl_session_tickets "
                    "on`; HAProxy `bind … ssl crt <certificate + key>` (its default session cache and "
-                   "tickets); sticky-proxy `--tls-cert --tls-key`. wrk speaks TLS with keep-alive "
+                   "tickets)" + ("; sticky-proxy `--tls-cert --tls-key`" if "sticky-proxy" in bench.tls_kinds
+                                 else "") + ". wrk speaks TLS with keep-alive "
                    "connections (one handshake per connection, at its start), so scenario 6 measures the "
                    "record layer, not handshakes. Negotiated with a default Python client, whose second "
                    "connection offered the first one's session: " + (neg or "–") + ".")

@@ -75,13 +75,16 @@ def verdict_at_most(value, limit, strict=False):
     ok = value < limit if strict else value <= limit
     if ok:
         return "**met**"
-    return f"**not met**: {100 * (value / limit - 1):.0f} % above the limit"
+    over = value / limit if limit > 0 else float("inf")
+    if over >= 2:
+        return f"**not met**: {over:.1f}× the limit"
+    return f"**not met**: {100 * (over - 1):.1f} % above the limit"
 
 
 def verdict_at_least(value, limit):
     if value >= limit:
         return "**met**"
-    return f"**not met**: {100 * (1 - value / limit):.0f} % short"
+    return f"**not met**: {100 * (1 - value / limit):.1f} % short"
 
 
 def fmt_range(rng):
@@ -185,8 +188,10 @@ def self_test():
     assert per_round_ratio(ours, [], run_cpu) == (None, None)
     assert verdict_at_most(0.8, 0.8) == "**met**"
     assert verdict_at_most(0.8, 0.8, strict=True).startswith("**not met**")
-    assert verdict_at_most(1.0, 0.8) == "**not met**: 25 % above the limit"
-    assert verdict_at_least(0.9, 1.0) == "**not met**: 10 % short"
+    assert verdict_at_most(1.0, 0.8) == "**not met**: 25.0 % above the limit"
+    assert verdict_at_most(0.801, 0.8) == "**not met**: 0.1 % above the limit"
+    assert verdict_at_most(235.0, 0.5, strict=True) == "**not met**: 470.0× the limit"
+    assert verdict_at_least(0.9, 1.0) == "**not met**: 10.0 % short"
     sat_rows = [{"scenario": "cookie", "front": "sticky-proxy", "workers": 1, "rps_median": 50_000,
                  "cpu_us": 10.0, "cpu_ratio_nginx": 0.75, "cpu_ratio_nginx_range": [0.7, 0.8],
                  "ratio_nginx": 1.05, "ratio_nginx_range": [1.0, 1.1]},
