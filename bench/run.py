@@ -213,7 +213,8 @@ def parse_args(argv):
     p.add_argument("--fronts", default=",".join(FRONT_KINDS),
                    help="comma-separated subset of nginx,haproxy,sticky-proxy")
     p.add_argument("--idle-connections", type=int, default=10_000)
-    p.add_argument("--node-sessions", type=int, default=100_000)
+    p.add_argument("--node-sessions", type=int,
+                   help="sessions of the node memory test (default 100000, quick 20000)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory phase")
     p.add_argument("--out", help="directory for results (default bench/ or bench/out/quick/)")
     p.add_argument("--port-base", type=int, default=int(os.environ.get("BENCH_PORT_BASE", "18700")))
@@ -292,7 +293,7 @@ def parse_args(argv):
         workers=workers,
         memory_workers=[] if a.no_memory else workers,
         idle_connections=a.idle_connections,
-        node_sessions=0 if a.no_memory else a.node_sessions,
+        node_sessions=0 if a.no_memory else (a.node_sessions or (20_000 if quick else 100_000)),
         out_dir=work,
         results_md=out / "RESULTS.md",
         results_json=out / "results.json",
