@@ -14,11 +14,18 @@ What it does, in order (README.md explains the why):
      fresh), then fresh fronts holding 1,000 WebSocket tunnels each
      (ws-tunnels) and a fresh node holding 1,000 WebSocket clients;
   4. starts every front twice (1 worker, 2 workers) from the templates in
-     this directory, checks that each routes correctly, warms them up;
-  5. saturation rounds: every scenario, fronts interleaved, N rounds;
+     this directory, and once more each terminating TLS with one self-signed
+     certificate (openssl), checks that each routes correctly, warms them up;
+  5. saturation rounds: every scenario (the TLS one on the TLS fronts),
+     fronts interleaved, N rounds; each front's own CPU time (utime and
+     stime of all its processes, /proc/PID/stat) is read before and after
+     every run and divided by the requests wrk counted (issue 10's targets:
+     targets.py);
   6. fixed-rate rounds: latency at a rate well below saturation;
-  7. memory: fresh fronts holding 10,000 idle keep-alive connections, and a
-     fresh node holding 100,000 sessions;
+  7. memory: fresh fronts holding 10,000 idle keep-alive connections (as
+     many as the open-file limit lets every front hold), fresh TLS fronts
+     holding 2,000 idle TLS connections, and a fresh node holding 100,000
+     sessions;
   8. writes results.json and RESULTS.md (ending with optimisations.md);
      stops everything it started.
 
@@ -46,6 +53,7 @@ import shutil
 import signal
 import socket
 import secrets
+import ssl
 import statistics
 import subprocess
 import sys
@@ -56,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import security
+import targets
 
 START_TIME = time.time()
 BENCH_DIR = Path(__file__).resolve().parent
@@ -120,6 +129,16 @@ BENCH_CONNECTIONS_PER_CLIENT = 1_000_000
 TRUSTED_PROXIES = "127.0.0.1"
 # The agent the bench's credential names (realtime run, join cost).
 BENCH_AGENT = "bench-agent"
+# The open-file limit run.py sets for itself (main) and so for every process
+# it starts: 10,000 idle connections need 10,000+ descriptors in a front, and
+# sticky-proxy caps its client connections at (limit - 256) / 2 (HAProxy's
+# maxconn rule: each may hold an upstream one). Capped by the hard limit
+# (raising that needs CAP_SYS_RESOURCE).
+CHILD_NOFILE_WANTED = 65536
+# sticky-proxy's rule for its default --max-connections (config/nofile.rs).
+PROXY_NOFILE_RESERVE = 256
+# The TLS fronts' certificate names (the Python clients verify them).
+TLS_SERVER_NAME = "localhost"
 
 
 class BenchError(Exception):
@@ -169,6 +188,9 @@ class Settings:
     security: bool             # the security phase (access-cost)
     security_only: bool        # only the security phase (no fronts needed)
     guesser_seconds: int       # guesser_phase() per run; 0: not run
+    tls: bool = True           # the TLS fronts (scenario tls-cookie, TLS idle memory)
+    tls_idle_connections: int = 2000   # idle TLS connections per fresh TLS front
+    tls_files: object = None   # TlsFiles once made (make_tls_files)
     agent_key: Path = None     # HS256 secret of every bench node (make_agent_key)
     agent_token: str = ""      # a credential signed with it (mint_agent_token)
 
@@ -191,7 +213,8 @@ def parse_args(argv):
     p.add_argument("--fronts", default=",".join(FRONT_KINDS),
                    help="comma-separated subset of nginx,haproxy,sticky-proxy")
     p.add_argument("--idle-connections", type=int, default=10_000)
-    p.add_argument("--node-sessions", type=int, default=100_000)
+    p.add_argument("--node-sessions", type=int,
+                   help="sessions of the node memory test (default 100000, quick 20000)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory phase")
     p.add_argument("--out", help="directory for results (default bench/ or bench/out/quick/)")
     p.add_argument("--port-base", type=int, default=int(os.environ.get("BENCH_PORT_BASE", "18700")))
@@ -224,17 +247,25 @@ def parse_args(argv):
     p.add_argument("--security-only", action="store_true",
                    help="run only the security phase (needs neither nginx, HAProxy nor wrk); "
                         "writes bench/out/security/ unless --out")
-    p.add_argument("--guesser-seconds", type=int, default=20,
+    p.add_argument("--guesser-seconds", type=int,
                    help="guesser_phase(): 30,000 sessions on three partitioned nodes, "
                         "sticky-proxy with its default budgets, the guesser for this many seconds "
                         "from one address and from 1,000 forged X-Forwarded-For addresses "
-                        "(default 20; 0: not run; needs a sticky-proxy with --probe-budget)")
-    p.add_argument("--bin-dir", default=str(REPO_DIR / "target" / "release"))
+                        "(default 20, quick 3; 0: not run; needs a sticky-proxy with --probe-budget)")
+    p.add_argument("--no-tls", action="store_true",
+                   help="skip the TLS fronts (scenario tls-cookie and the idle TLS connections)")
+    p.add_argument("--tls-idle-connections", type=int,
+                   help="idle TLS connections held per fresh TLS front (default 2000, quick 1000)")
+    p.add_argument("--bin-dir", default=str(default_bin_dir()),
+                   help="where the release binaries are (default $CARGO_TARGET_DIR/release, "
+                        "else target/release)")
     a = p.parse_args(argv)
 
     quick = a.quick
     scenarios = (a.scenarios.split(",") if a.scenarios
                  else (QUICK_SCENARIOS if quick else SCENARIO_ORDER))
+    if a.no_tls:
+        scenarios = [x for x in scenarios if not SCENARIOS.get(x, Scenario("", "", "")).tls]
     for s in scenarios:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s}")
@@ -262,12 +293,12 @@ def parse_args(argv):
         workers=workers,
         memory_workers=[] if a.no_memory else workers,
         idle_connections=a.idle_connections,
-        node_sessions=0 if a.no_memory else a.node_sessions,
+        node_sessions=0 if a.no_memory else (a.node_sessions or (20_000 if quick else 100_000)),
         out_dir=work,
         results_md=out / "RESULTS.md",
         results_json=out / "results.json",
         port_base=a.port_base,
-        time_budget=a.time_budget or (105 if quick else 540),
+        time_budget=a.time_budget or (150 if quick else 540),
         pin=a.pin == "split",
         rate_phase=not a.no_rate,
         bin_dir=Path(a.bin_dir),
@@ -282,8 +313,20 @@ def parse_args(argv):
         realtime_fronts=realtime_fronts,
         security=not a.no_security or a.security_only,
         security_only=a.security_only,
-        guesser_seconds=a.guesser_seconds,
+        guesser_seconds=a.guesser_seconds if a.guesser_seconds is not None else (3 if quick else 20),
+        tls=not a.no_tls,
+        tls_idle_connections=0 if a.no_memory else (a.tls_idle_connections or (1000 if quick else 2000)),
     )
+
+
+def default_bin_dir():
+    """Where cargo put the release binaries: $CARGO_TARGET_DIR/release when
+    that is set (make passes the environment on), else target/release."""
+    target = os.environ.get("CARGO_TARGET_DIR")
+    base = Path(target) if target else REPO_DIR / "target"
+    if not base.is_absolute():
+        base = REPO_DIR / base
+    return base / "release"
 
 
 # --------------------------------------------------------------------------
@@ -302,6 +345,7 @@ class Scenario:
     # Share of non-2xx answers accepted from nginx/HAProxy (mixed: their
     # lookups go round-robin and 2 in 3 land on a node that answers 404).
     allowed_errors_no_lookup: float = 0.0
+    tls: bool = False          # through the TLS fronts (https), not the plain ones
 
 
 SCENARIOS = {
@@ -314,9 +358,12 @@ SCENARIOS = {
     "create": Scenario("create", "4 create session", "create.lua", direct="create"),
     "mixed": Scenario("mixed", "5 mixed 70/20/10", "mixed.lua", direct="mixed",
                       allowed_errors_no_lookup=0.16),
+    # Issue 10: each front terminating TLS (same certificate), keep-alive;
+    # no direct row (the nodes speak plain HTTP: scenario 1's is the ceiling).
+    "tls-cookie": Scenario("tls-cookie", "6 sticky hit over TLS (cookie)", "get.lua", "cookie", tls=True),
 }
-SCENARIO_ORDER = ["cookie", "header", "lookup-warm", "lookup-cold", "create", "mixed"]
-QUICK_SCENARIOS = ["cookie", "lookup-warm", "lookup-cold", "create", "mixed"]
+SCENARIO_ORDER = ["cookie", "header", "lookup-warm", "lookup-cold", "create", "mixed", "tls-cookie"]
+QUICK_SCENARIOS = SCENARIO_ORDER
 
 # The direct runs (wrk straight at node-0): the ceiling of each scenario.
 DIRECT_RUNS = {
@@ -444,6 +491,26 @@ def cpu_ticks(pid):
         return 0
     fields = stat.rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def cpu_times(pids):
+    """(utime, stime) in clock ticks summed over whole processes: the
+    /proc/PID/stat of a process counts all its threads, live and exited
+    (nginx: master and workers are separate processes, all in pids). A
+    process gone meanwhile counts 0, which the caller would see as a
+    negative delta: fronts live for the whole measurement."""
+    user = sys_ = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        sys_ += int(fields[12])
+    return user, sys_
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def machine_ticks():
@@ -597,8 +664,24 @@ def touch_sessions(port, tokens):
         raise BenchError(f"only {ok} of {len(tokens)} sessions still live on {port}")
 
 
-def http_request(port, method, path, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+class BenchHTTPS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that checks the certificate for TLS_SERVER_NAME
+    (and sends it as SNI): the fronts listen on 127.0.0.1 only."""
+
+    def connect(self):
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=TLS_SERVER_NAME)
+
+
+def http_connection(port, tls_ctx=None, timeout=5):
+    """A connection to 127.0.0.1:port; over TLS with tls_ctx."""
+    if tls_ctx is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    return BenchHTTPS("127.0.0.1", port, timeout=timeout, context=tls_ctx)
+
+
+def http_request(port, method, path, headers=None, tls_ctx=None):
+    conn = http_connection(port, tls_ctx)
     try:
         conn.request(method, path, headers=headers or {})
         r = conn.getresponse()
@@ -606,6 +689,44 @@ def http_request(port, method, path, headers=None):
         return r.status, body
     finally:
         conn.close()
+
+
+def tls_handshake(port, tls_ctx, timeout=5):
+    """One TLS handshake with the front at port (raises ssl.SSLError or
+    OSError if there is none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with tls_ctx.wrap_socket(raw, server_hostname=TLS_SERVER_NAME):
+            pass
+
+
+def tls_session_info(port, tls_ctx, path):
+    """What a TLS front negotiates with a default Python client: version,
+    cipher, ALPN, and whether a second connection resumed the session
+    (issue 10 wants resumption on in every front)."""
+    def connect(session=None):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock = tls_ctx.wrap_socket(raw, server_hostname=TLS_SERVER_NAME, session=session)
+        # TLS 1.3 tickets arrive after the handshake: one request and its
+        # answer make sure the client has read them.
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {TLS_SERVER_NAME}\r\nOrigin: {ORIGIN}\r\n\r\n".encode())
+        r = http.client.HTTPResponse(sock)
+        r.begin()
+        r.read()
+        return sock
+
+    first = connect()
+    try:
+        info = {"version": first.version(), "cipher": first.cipher()[0],
+                "alpn": first.selected_alpn_protocol()}
+        session = first.session
+    finally:
+        first.close()
+    second = connect(session)
+    try:
+        info["resumed"] = bool(second.session_reused)
+    finally:
+        second.close()
+    return info
 
 
 def server_name(body):
@@ -750,10 +871,17 @@ class Front:
     port: int
     cpus: str = None
     proc: Proc = None
+    tls: bool = False          # terminates TLS (https), settings.tls_files' certificate
 
     @property
     def label(self):
-        return self.kind if self.kind == "direct" else f"{self.kind} w{self.workers}"
+        if self.kind == "direct":
+            return self.kind
+        return f"{self.kind} w{self.workers}" + (" TLS" if self.tls else "")
+
+    @property
+    def scheme(self):
+        return "https" if self.tls else "http"
 
     @property
     def can_lookup(self):
@@ -773,11 +901,104 @@ def fill_template(name, values):
     return text
 
 
-def start_front(procs, settings, kind, workers, port, nodes, tag=""):
-    cpus = ONE_WORKER_CPUS if (settings.pin and workers == 1) else None
-    name = f"{kind}-w{workers}{tag}"
+@dataclass
+class TlsFiles:
+    """One self-signed certificate every TLS front serves (make_tls_files)."""
+    cert: Path                 # PEM certificate (nginx, sticky-proxy, the Python clients' trust)
+    key: Path                  # PEM private key (PKCS#8)
+    combined: Path             # certificate + key in one file (HAProxy's `crt`)
+    made_by: str               # how it was made, for the notes
+
+
+def make_tls_files(settings):
+    """A fresh self-signed ECDSA P-256 certificate for localhost and
+    127.0.0.1, with openssl (else the integration crate's dev-cert, if
+    built); None if neither is there (the TLS rows are then skipped)."""
+    d = settings.out_dir / "conf" / "tls"
+    d.mkdir(parents=True, exist_ok=True)
+    cert, key = d / "cert.pem", d / "key.pem"
+    for f in (cert, key):
+        if f.exists():
+            f.unlink()
+    openssl, dev_cert = find_tool("openssl"), settings.bin_dir / "dev-cert"
+    if openssl:
+        argv = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={TLS_SERVER_NAME}",
+                "-addext", f"subjectAltName=DNS:{TLS_SERVER_NAME},IP:127.0.0.1"]
+        made_by = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+    elif os.access(dev_cert, os.X_OK):
+        argv = [str(dev_cert), str(d), TLS_SERVER_NAME, "127.0.0.1"]
+        made_by = "dev-cert (rcgen)"
+    else:
+        return None
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0 or not cert.exists() or not key.exists():
+        raise BenchError(f"making the TLS certificate failed ({r.returncode}): {r.stderr.strip()[-300:]}")
+    key.chmod(0o600)
+    combined = d / "combined.pem"
+    combined.write_text(cert.read_text() + key.read_text())
+    combined.chmod(0o600)
+    return TlsFiles(cert, key, combined, made_by)
+
+
+def tls_client_context(tls_files):
+    """What the Python clients use: trusts only the bench's certificate and
+    checks its name, so a front serving anything else fails the check."""
+    ctx = ssl.create_default_context(cafile=str(tls_files.cert))
+    ctx.check_hostname = True
+    return ctx
+
+
+def child_nofile():
+    """The soft open-file limit run.py gives itself and its children."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = CHILD_NOFILE_WANTED if hard == resource.RLIM_INFINITY else min(CHILD_NOFILE_WANTED, hard)
+    return max(soft, want)
+
+
+def raise_nofile():
+    """Raises run.py's soft open-file limit (inherited by every front, node
+    and client it starts) to child_nofile(); returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = child_nofile()
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def proxy_connection_cap(nofile):
+    """sticky-proxy's default --max-connections for an open-file limit."""
+    return max(1, (nofile - PROXY_NOFILE_RESERVE) // 2)
+
+
+def template_values(settings, workers, port, name, nodes, tls):
+    nofile = child_nofile()
     values = {"WORKERS": workers, "PORT": port, "NAME": name, "RUN_DIR": settings.out_dir / "run",
-              "NODE1_PORT": nodes[0].port, "NODE2_PORT": nodes[1].port, "NODE3_PORT": nodes[2].port}
+              "NODE1_PORT": nodes[0].port, "NODE2_PORT": nodes[1].port, "NODE3_PORT": nodes[2].port,
+              # nginx: its descriptors, and connections per worker (clients
+              # and upstreams) a little below; HAProxy: room for the idle
+              # connections of the memory phase.
+              "NOFILE": nofile, "WORKER_CONNECTIONS": max(1024, nofile - 1000),
+              "MAXCONN": max(settings.idle_connections, settings.tls_idle_connections) + 100,
+              "NGINX_SSL": "", "NGINX_TLS": "# plain HTTP", "HAPROXY_SSL": ""}
+    if tls:
+        t = settings.tls_files
+        # nginx: a shared session cache and tickets (resumption on); HAProxy
+        # resumes by default (its own session cache and tickets).
+        values.update({
+            "NGINX_SSL": " ssl",
+            "NGINX_TLS": (f"ssl_certificate {t.cert};\n        ssl_certificate_key {t.key};\n"
+                          "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+                          "        ssl_session_cache shared:bench_tls:10m;\n"
+                          "        ssl_session_tickets on;\n        ssl_session_timeout 1h;"),
+            "HAPROXY_SSL": f" ssl crt {t.combined}"})
+    return values
+
+
+def start_front(procs, settings, kind, workers, port, nodes, tag="", tls=False):
+    cpus = ONE_WORKER_CPUS if (settings.pin and workers == 1) else None
+    name = f"{kind}-w{workers}{'-tls' if tls else ''}{tag}"
+    values = template_values(settings, workers, port, name, nodes, tls)
     conf_dir = settings.out_dir / "conf"
     if kind == "nginx":
         conf = conf_dir / f"{name}.conf"
@@ -792,11 +1013,13 @@ def start_front(procs, settings, kind, workers, port, nodes, tag=""):
                 "--workers", str(workers), "--lookup-origin", ORIGIN] + sticky_proxy_guard_flags(settings)
         for n in nodes:
             argv += ["--node", f"{n.name}=http://127.0.0.1:{n.port}"]
+        if tls:
+            argv += ["--tls-cert", str(settings.tls_files.cert), "--tls-key", str(settings.tls_files.key)]
         (conf_dir / f"{name}.cmdline").write_text(" ".join(argv) + "\n")
     else:
         raise ValueError(kind)
     ensure_port_free(port)
-    front = Front(kind, workers, port, cpus)
+    front = Front(kind, workers, port, cpus, tls=tls)
     front.proc = procs.start(name, argv, cpus=cpus)
     wait_port(port, front.proc)
     if kind == "nginx":
@@ -834,15 +1057,31 @@ def sticky_proxy_guard_flags(settings, budgets=True):
     return [x for flag, value in wanted if sticky_proxy_accepts(settings, flag) for x in (flag, value)]
 
 
+def tls_probe_path(pools):
+    """A Get Session every front routes to its owner (the query parameter)."""
+    token, node = pools.hits[0]
+    return f"{SESSIONS_PATH}/{token}?gcbSessionServer={node}"
+
+
 def other_node(node):
     return NODE_NAMES[(NODE_NAMES.index(node) + 1) % len(NODE_NAMES)]
 
 
-def verify_front(front, pools):
+def verify_front(front, pools, tls_ctx=None):
     """Routing check before measuring: each node's cookie, header and query
     parameter (what a WebSocket carries) must reach that node, and the cookie
     must win over a query parameter naming another node; creates must spread
-    over the three nodes; sticky-proxy must also find owners without any."""
+    over the three nodes; sticky-proxy must also find owners without any.
+    A TLS front is checked over TLS (tls_ctx: it must serve the bench's
+    certificate)."""
+    if front.tls and tls_ctx is None:
+        raise ValueError(f"{front.label}: a TLS front needs tls_ctx")
+    if front.tls:
+        try:
+            tls_handshake(front.port, tls_ctx)
+        except (ssl.SSLError, OSError) as e:
+            raise BenchError(f"{front.label}: no TLS handshake with the bench's certificate: {e}") from None
+    tls_ctx = tls_ctx if front.tls else None
     samples = {}
     for token, node in pools.hits:
         samples.setdefault(node, [])
@@ -861,13 +1100,13 @@ def verify_front(front, pools):
         for node, tokens in samples.items():
             for token in tokens:
                 status, body = http_request(front.port, "GET", f"{SESSIONS_PATH}/{token}{query(node)}",
-                                            {"Origin": ORIGIN, **extra(node)})
+                                            {"Origin": ORIGIN, **extra(node)}, tls_ctx)
                 if status != 200 or server_name(body) != node:
                     raise BenchError(f"{front.label}: Get Session by {how} of a {node} session answered "
                                      f"{status} {body[:120]!r}")
     seen = set()
     for _ in range(6):
-        status, body = http_request(front.port, "POST", SESSIONS_PATH, {"Content-Length": "0"})
+        status, body = http_request(front.port, "POST", SESSIONS_PATH, {"Content-Length": "0"}, tls_ctx)
         if status != 200:
             raise BenchError(f"{front.label}: Create Session answered {status} {body[:120]!r}")
         seen.add(server_name(body))
@@ -896,14 +1135,18 @@ def warm_lookup_cache(front, pools):
 # wrk
 # --------------------------------------------------------------------------
 
-def run_wrk(settings, port, script, args, duration, connections, threads=1, our_pids=()):
+def run_wrk(settings, port, script, args, duration, connections, threads=1, our_pids=(), front_pids=(),
+            scheme="http"):
     """Runs wrk against 127.0.0.1:port; returns its BENCH_JSON report plus
     CPU figures (machine busy share, and the share used by processes this
-    run did not start: another tenant on a shared machine)."""
+    run did not start: another tenant on a shared machine), and the CPU the
+    front's own processes (front_pids) used per request wrk counted
+    (`front_cpu`: µs user, sys and total)."""
     argv = [find_tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s",
-            "-s", str(BENCH_DIR / script), f"http://127.0.0.1:{port}", "--"] + args
+            "-s", str(BENCH_DIR / script), f"{scheme}://127.0.0.1:{port}", "--"] + args
     if settings.pin:
         argv = ["taskset", "-c", WRK_CPUS] + argv
+    front0 = cpu_times(front_pids)
     ours0 = sum(cpu_ticks(pid) for pid in our_pids)
     busy0, total0 = machine_ticks()
     wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -911,6 +1154,7 @@ def run_wrk(settings, port, script, args, duration, connections, threads=1, our_
     out, err = wrk.communicate(timeout=duration + 60)
     busy1, total1 = machine_ticks()
     ours1 = sum(cpu_ticks(pid) for pid in our_pids)
+    front1 = cpu_times(front_pids)
     wrk_ticks = children_ticks_delta()
     if wrk.returncode != 0:
         raise BenchError(f"wrk failed ({wrk.returncode}): {out.decode()[-300:]} {err.decode()[-300:]}")
@@ -923,6 +1167,8 @@ def run_wrk(settings, port, script, args, duration, connections, threads=1, our_
     report["cpu_busy_pct"] = round(100 * (busy1 - busy0) / total, 1)
     foreign = (busy1 - busy0) - (ours1 - ours0) - wrk_ticks
     report["cpu_foreign_pct"] = round(max(0.0, 100 * foreign / total), 1)
+    if front_pids:
+        report["front_cpu"] = targets.cpu_per_request(front0, front1, report["requests"], CLK_TCK)
     return report
 
 
@@ -988,6 +1234,12 @@ class Bench:
         self.retries_left = 0      # set by plan_retries()
         self.info = {}
         self.t0 = START_TIME
+        self.tls_ctx = None        # the Python clients' TLS context (make_tls)
+        self.tls_info = {}         # front label -> negotiated version, cipher, resumption
+        self.tls_kinds = []        # the fronts that terminate TLS in this run
+        self.tls_skip_reason = ""  # why sticky-proxy is not among them (sticky_proxy_tls_missing)
+        self.nofile = None         # (soft, hard) open-file limit of run.py and its children
+        self._memory_pools_at = 0.0   # when fresh_pools_for_memory last made pools
 
     # -- setup --------------------------------------------------------------
 
@@ -996,7 +1248,7 @@ class Bench:
         self.nodes = [start_pool_node(self.procs, self.s, name, base + 1 + i)
                       for i, name in enumerate(NODE_NAMES)]
         self.direct_node = start_node(self.procs, self.s, "node-0", base)
-        self.direct = Front("direct", 0, base)
+        self.direct = Front("direct", 0, base, proc=self.direct_node.proc)
         self.pools = make_pools(self.s, self.nodes, self.direct_node)
         log(f"nodes on {base + 1}..{base + 3}, direct node-0 on {base}; "
             f"{len(self.pools.hits)} + {len(self.pools.direct)} sessions pre-created")
@@ -1023,35 +1275,98 @@ class Bench:
             self.phase_seconds[name] = round(time.time() - t0, 1)
             log(f"{name}: {self.phase_seconds[name]:.0f}s")
 
+    def make_tls(self):
+        """The certificate of every TLS front, and which fronts can
+        terminate TLS: sticky-proxy only if its --help lists --tls-cert (a
+        build without TLS termination gets no TLS rows, and the results say
+        so)."""
+        s = self.s
+        if not any(SCENARIOS[k].tls for k in s.scenarios) and not s.tls_idle_connections:
+            return
+        if not s.tls:
+            return
+        s.tls_files = make_tls_files(s)
+        if s.tls_files is None:
+            self.skipped.append("the TLS rows: neither openssl nor dev-cert found to make a certificate")
+            log("no openssl or dev-cert: the TLS rows are skipped")
+            return
+        self.tls_ctx = tls_client_context(s.tls_files)
+        self.tls_kinds = list(self.usable_kinds())
+        if "sticky-proxy" in self.tls_kinds:
+            why = self.sticky_proxy_tls_missing()
+            if why:
+                self.tls_skip_reason = why
+                self.tls_kinds.remove("sticky-proxy")
+                self.skipped.append(f"sticky-proxy's TLS rows: {why}; nginx and HAProxy were measured "
+                                    "over TLS all the same")
+                log(f"sticky-proxy TLS rows skipped: {why} (nginx and HAProxy still run over TLS)")
+        log(f"TLS: one self-signed P-256 certificate ({s.tls_files.made_by}) for "
+            f"{', '.join(self.tls_kinds) or 'no front'}")
+
+    def sticky_proxy_tls_missing(self):
+        """Why this sticky-proxy build cannot be measured over TLS, or None
+        if it can: its --help must list --tls-cert, and a proxy started with
+        the certificate must complete a TLS handshake (a build that takes
+        the flag but still serves plain HTTP answers the ClientHello with
+        HTTP, which the client reports as a wrong version number)."""
+        s = self.s
+        if not sticky_proxy_accepts(s, "--tls-cert"):
+            return "this sticky-proxy build has no --tls-cert (TLS termination not in it yet)"
+        port = s.port_base + 90
+        try:
+            front = start_front(self.procs, s, "sticky-proxy", 1, port, self.nodes, tag="-tlsprobe", tls=True)
+        except BenchError as e:
+            return f"sticky-proxy with --tls-cert/--tls-key did not start ({e})"
+        try:
+            tls_handshake(port, self.tls_ctx)
+            return None
+        except (ssl.SSLError, OSError) as e:
+            return (f"this sticky-proxy build takes --tls-cert but does not serve TLS (handshake: "
+                    f"{getattr(e, 'reason', None) or e})")
+        finally:
+            self.procs.stop(front.proc)
+            time.sleep(0.2)
+
     def start_fronts(self):
         base = self.s.port_base
-        for k, kind in enumerate(FRONT_KINDS):
-            if kind not in self.usable_kinds():
+        tls_wanted = any(SCENARIOS[k].tls for k in self.s.scenarios)
+        for tls in (False, True):
+            if tls and not (tls_wanted and self.tls_kinds):
                 continue
-            for w in self.s.workers:
-                port = base + 10 * (k + 1) + w
-                front = start_front(self.procs, self.s, kind, w, port, self.nodes)
-                verify_front(front, self.pools)
-                warm_lookup_cache(front, self.pools)
-                self.fronts.append(front)
-                log(f"{front.label} on {port} (cpus {front.cpus or 'any'}): routing verified")
+            for k, kind in enumerate(FRONT_KINDS):
+                if kind not in (self.tls_kinds if tls else self.usable_kinds()):
+                    continue
+                for w in self.s.workers:
+                    # plain 18711.. 18721.. 18731..; TLS 18741.. 18751.. 18761..
+                    port = base + 10 * (k + 1 + (3 if tls else 0)) + w
+                    front = start_front(self.procs, self.s, kind, w, port, self.nodes, tls=tls)
+                    verify_front(front, self.pools, self.tls_ctx)
+                    if tls:
+                        self.tls_info[front.label] = tls_session_info(port, self.tls_ctx,
+                                                                      tls_probe_path(self.pools))
+                    else:
+                        warm_lookup_cache(front, self.pools)
+                    self.fronts.append(front)
+                    log(f"{front.label} on {port} (cpus {front.cpus or 'any'}): routing verified"
+                        + (f"; {self.tls_info[front.label]}" if tls else ""))
 
     def planned_seconds(self):
         """Rough time the saturation, fixed-rate and memory phases take
         without retries (the fronts as planned: --fronts x --workers)."""
         s = self.s
         fronts = [(k, w) for k in self.usable_kinds() for w in s.workers]
+        tls_fronts = [(k, w) for k in self.tls_kinds for w in s.workers]
         sat = rate = cold = 0
         for key in s.scenarios:
             sc = SCENARIOS[key]
-            n = sum(1 for k, _ in fronts if k == "sticky-proxy" or not sc.lookup)
+            n = sum(1 for k, _ in (tls_fronts if sc.tls else fronts) if k == "sticky-proxy" or not sc.lookup)
             sat += n + (1 if key in ("cookie", "create", "mixed") else 0)
             cold += n if sc.cold else 0
         rate = 2 + len(fronts) + sum(1 for k, _ in fronts if k == "sticky-proxy")
         rate = rate if s.rate_phase else 0
         planned = (s.rounds * (sat * (s.duration + 0.2) + cold * 1.5)
                    + s.rate_rounds * rate * (s.rate_duration + 0.2))
-        memory = (len(self.usable_kinds()) * len(s.memory_workers) * 5
+        memory = ((len(self.usable_kinds()) + len(self.tls_kinds)) * len(s.memory_workers) * 5
                   + (5 if s.node_sessions else 0))
         return planned + memory
 
@@ -1074,15 +1389,16 @@ class Bench:
     def warm_up(self):
         children_ticks_delta()     # start counting wrk's CPU from here
         for front in [self.direct] + self.fronts:
-            self.wrk_once(front, SCENARIOS["cookie"], 1, record=False)
+            self.wrk_once(front, SCENARIOS["tls-cookie" if front.tls else "cookie"], 1, record=False)
 
     # -- one run ----------------------------------------------------------------
 
-    def fronts_for(self, workers, rnd):
-        kinds = [k for k in FRONT_KINDS if any(f.kind == k for f in self.fronts)]
+    def fronts_for(self, workers, rnd, tls=False):
+        kinds = [k for k in FRONT_KINDS if any(f.kind == k and f.tls == tls for f in self.fronts)]
         shift = rnd % len(kinds) if kinds else 0
         order = kinds[shift:] + kinds[:shift]        # rotate A,B,C / B,C,A / ...
-        return [f for k in order for f in self.fronts if f.kind == k and f.workers == workers]
+        return [f for k in order for f in self.fronts
+                if f.kind == k and f.workers == workers and f.tls == tls]
 
     def wrk_once(self, front, sc, duration, record=True, rnd=None, direct_run=None):
         def attempt():
@@ -1103,7 +1419,7 @@ class Bench:
                 args = [f"sessions={self.pools.hits_file}"] + ([f"mode={sc.mode}"] if sc.mode else [])
                 script = sc.script
             report = run_wrk(self.s, front.port, script, args, duration, self.s.connections,
-                             our_pids=self.our_pids())
+                             our_pids=self.our_pids(), front_pids=front.pids(), scheme=front.scheme)
             allowed = sc.allowed_errors_no_lookup if not front.can_lookup else 0.0
             check_errors(front.label, sc.key, report, allowed)
             if pool:
@@ -1159,7 +1475,7 @@ class Bench:
                     direct = "get" if sc.key == "cookie" else sc.key
                     self.wrk_once(self.direct, sc, self.s.duration, rnd=rnd, direct_run=direct)
                 for w in self.s.workers:
-                    for front in self.fronts_for(w, rnd):
+                    for front in self.fronts_for(w, rnd, tls=sc.tls):
                         if sc.lookup and not front.can_lookup:
                             continue
                         if key in ("lookup-warm", "mixed"):
@@ -1242,19 +1558,49 @@ class Bench:
 
     # -- memory ---------------------------------------------------------------
 
+    def connections_to_hold(self, wanted):
+        """`wanted` idle connections, unless the open-file limit caps
+        sticky-proxy lower ((limit - 256) / 2, its default --max-connections,
+        as HAProxy sizes maxconn): then every front holds that many, rounded
+        down to a hundred, so the per-connection figures compare (the cap is
+        in the results)."""
+        if "sticky-proxy" not in self.usable_kinds():
+            return wanted
+        cap = proxy_connection_cap(self.nofile[0])
+        return wanted if wanted <= cap else max(100, cap // 100 * 100)
+
+    def fresh_pools_for_memory(self):
+        """The memory runs only need live sessions for one Get Session per
+        connection, and a run holding 10,000 connections (or opening 2,000
+        TLS ones) can outlast the nodes' 30 s idle timeout: sessions made
+        more than 15 s ago are made anew rather than touched (a touch would
+        find some expired, which is no front's fault)."""
+        if time.time() - self._memory_pools_at > 15:
+            self.pools = make_pools(self.s, self.nodes, self.direct_node)
+            self._memory_pools_at = time.time()
+        else:
+            touch_pools(self.pools, self.nodes, self.direct_node)
+
     def memory_phase(self):
         s = self.s
         port = s.port_base + 90
-        for kind in [k for k in FRONT_KINDS if any(f.kind == k for f in self.fronts)]:
+        plain = [k for k in FRONT_KINDS if any(f.kind == k and not f.tls for f in self.fronts)]
+        runs = [(kind, False, self.connections_to_hold(s.idle_connections)) for kind in plain]
+        if s.tls_idle_connections and self.tls_kinds:
+            runs += [(kind, True, self.connections_to_hold(s.tls_idle_connections)) for kind in self.tls_kinds]
+        for kind, tls, n in runs:
             for w in s.memory_workers:
-                front = start_front(self.procs, s, kind, w, port, self.nodes, tag="-mem")
+                front = start_front(self.procs, s, kind, w, port, self.nodes, tag="-mem", tls=tls)
                 try:
-                    verify_front(front, self.pools)
-                    touch_pools(self.pools, self.nodes, self.direct_node)
-                    self.memory.append(measure_idle_connections(front, self.pools, s.idle_connections))
-                    m = self.memory[-1]
+                    self.fresh_pools_for_memory()
+                    verify_front(front, self.pools, self.tls_ctx)
+                    m = measure_idle_connections(front, self.pools, n, self.tls_ctx if tls else None)
+                    m["wanted"] = s.tls_idle_connections if tls else s.idle_connections
+                    self.memory.append(m)
                     log(f"{front.label}: RSS {m['rss_before'] / 2**20:.1f} MiB idle, peak "
-                        f"{m['hwm_after'] / 2**20:.1f} MiB with {m['connections']} idle connections")
+                        f"{m['hwm_after'] / 2**20:.1f} MiB with {m['connections']} idle "
+                        f"{'TLS ' if tls else ''}connections "
+                        f"({targets.per_connection(m) / 1024:.2f} KiB each)")
                 finally:
                     self.procs.stop(front.proc)
                     time.sleep(0.3)
@@ -1532,26 +1878,32 @@ def sum_status(pids, key):
     return sum(proc_status(p, key) for p in pids)
 
 
-def measure_idle_connections(front, pools, n):
-    """Opens n keep-alive connections to the front, sends one Get Session
-    (with cookie) on each, reads the answer, and keeps them all open while
-    it reads the front's peak RSS (VmHWM, summed over its processes)."""
+def measure_idle_connections(front, pools, n, tls_ctx=None):
+    """Opens n keep-alive connections to the front (over TLS with tls_ctx),
+    sends one Get Session (with cookie) on each, reads the answer, and
+    keeps them all open while it reads the front's peak RSS (VmHWM, summed
+    over its processes)."""
     pids = front.pids()
     rss_before = sum_status(pids, "VmRSS")
-    opened, conns = asyncio.run(_open_idle(front.port, pools.hits, n, lambda: sum_status(pids, "VmHWM"),
-                                           lambda: sum_status(pids, "VmRSS")))
-    return {"front": front.kind, "workers": front.workers, "processes": len(pids),
-            "connections": opened, "rss_before": rss_before, "hwm_after": conns[0], "rss_after": conns[1]}
+    t0 = time.time()
+    opened, conns = asyncio.run(_open_idle(front.label, front.port, pools.hits, n,
+                                           lambda: sum_status(pids, "VmHWM"),
+                                           lambda: sum_status(pids, "VmRSS"), tls_ctx,
+                                           batch=100 if tls_ctx else 500))
+    return {"front": front.kind, "workers": front.workers, "processes": len(pids), "tls": front.tls,
+            "connections": opened, "open_s": round(time.time() - t0, 1), "rss_before": rss_before,
+            "hwm_after": max(conns), "rss_after": conns[1]}
 
 
-async def _open_idle(port, hits, n, read_hwm, read_rss, batch=500):
+async def _open_idle(label, port, hits, n, read_hwm, read_rss, tls_ctx=None, batch=500, timeout=60.0):
     writers = []
     sem = asyncio.Semaphore(batch)
+    tls = {"ssl": tls_ctx, "server_hostname": TLS_SERVER_NAME} if tls_ctx else {}
 
     async def one(i):
         token, node = hits[i % len(hits)]
         async with sem:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, **tls)
             writer.write((f"GET {SESSIONS_PATH}/{token} HTTP/1.1\r\nHost: bench\r\n"
                           f"Origin: {ORIGIN}\r\nCookie: gcbSessionServer={node}\r\n\r\n").encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -1562,7 +1914,15 @@ async def _open_idle(port, hits, n, read_hwm, read_rss, batch=500):
             writers.append(writer)
 
     try:
-        await asyncio.gather(*(one(i) for i in range(n)))
+        try:
+            # Bounded: a front at its connection cap leaves the rest waiting
+            # in the backlog, unanswered; that must fail, not hang.
+            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), timeout)
+        except asyncio.TimeoutError:
+            raise BenchError(f"{label}: only {len(writers)} of {n} idle connections answered within "
+                             f"{timeout:.0f} s") from None
+        except OSError as e:
+            raise BenchError(f"{label}: opening idle connection {len(writers) + 1} of {n}: {e}") from None
         await asyncio.sleep(1.0)         # let the front settle
         figures = (read_hwm(), read_rss())
         return len(writers), figures
@@ -1828,16 +2188,15 @@ def summarize(bench):
                "p999_us": statistics.median(r["latency_us"]["p999"] for r in runs),
                "cpu_foreign_pct_max": max(r["cpu_foreign_pct"] for r in runs),
                "non2xx_share": sum(r["errors"]["status"] for r in runs) / sum(r["requests"] for r in runs),
-               "unexpected_non2xx": sum(r.get("unexpected_non2xx", 0) for r in runs)}
+               "unexpected_non2xx": sum(r.get("unexpected_non2xx", 0) for r in runs),
+               **targets.cpu_medians(runs)}
         if kind == "sticky-proxy":
             for other in ("haproxy", "nginx"):
-                ratios = []
-                theirs = {r["round"]: r["rps"] for r in group(scenario, other, workers)}
-                for r in runs:
-                    if r["round"] in theirs:
-                        ratios.append(r["rps"] / theirs[r["round"]])
-                out[f"ratio_{other}"] = statistics.median(ratios) if ratios else None
-                out[f"ratio_{other}_range"] = [min(ratios), max(ratios)] if ratios else None
+                theirs = group(scenario, other, workers)
+                out[f"ratio_{other}"], out[f"ratio_{other}_range"] = targets.per_round_ratio(
+                    runs, theirs, lambda r: r["rps"])
+                out[f"cpu_ratio_{other}"], out[f"cpu_ratio_{other}_range"] = targets.per_round_ratio(
+                    runs, theirs, targets.run_cpu)
         return out
 
     for key in s.scenarios:
@@ -1856,6 +2215,9 @@ def summarize(bench):
                 elif sc.lookup and kind != "sticky-proxy":
                     rows.append({"scenario": key, "title": sc.title, "front": kind, "workers": w,
                                  "na": "n/a (no equivalent: cannot look up the owner of a token)"})
+                elif sc.tls and kind not in bench.tls_kinds:
+                    rows.append({"scenario": key, "title": sc.title, "front": kind, "workers": w,
+                                 "na": "skipped (this build cannot terminate TLS: see the notes)"})
     return rows
 
 
@@ -1942,14 +2304,28 @@ def render_markdown(bench, info, sat_rows, rate_rows):
     L.extend(render_targets(bench, sat_rows, rate_rows))
     L.append("## Throughput and latency at saturation")
     L.append("")
-    L.append("| scenario | front | workers | req/s (median) | min–max | p50 | p99 | p99.9 | ÷ HAProxy | ÷ nginx |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("Front CPU per request: the front's own user and system CPU time (utime, stime of "
+             "/proc/PID/stat, summed over its processes: nginx master and workers) from just before wrk "
+             "starts to just after it ends, ÷ the requests wrk counted; median over rounds of each "
+             "figure (so user + sys need not add up to the total's median); the direct row's is the "
+             "node's. CPU ratios are per round like the req/s ones. On this shared machine CPU per "
+             "request is steadier than req/s, which the whole machine bounds.")
+    L.append("")
+    L.append("| scenario | front | workers | req/s (median) | min–max | p50 | p99 | p99.9 | "
+             "front CPU/req: user + sys = total | req/s ÷ HAProxy | req/s ÷ nginx | CPU ÷ HAProxy | "
+             "CPU ÷ nginx |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sat_rows:
         if "na" in r:
-            L.append(f"| {r['title']} | {r['front']} | {r['workers']} | {r['na']} | | | | | | |")
+            L.append(f"| {r['title']} | {r['front']} | {r['workers']} | {r['na']} | | | | | | | | | |")
             continue
-        rh = fmt_ratio(r.get("ratio_haproxy"), r.get("ratio_haproxy_range")) if r["front"] == "sticky-proxy" else ""
-        rn = fmt_ratio(r.get("ratio_nginx"), r.get("ratio_nginx_range")) if r["front"] == "sticky-proxy" else ""
+        ours = r["front"] == "sticky-proxy"
+        rh = fmt_ratio(r.get("ratio_haproxy"), r.get("ratio_haproxy_range")) if ours else ""
+        rn = fmt_ratio(r.get("ratio_nginx"), r.get("ratio_nginx_range")) if ours else ""
+        ch = fmt_ratio(r.get("cpu_ratio_haproxy"), r.get("cpu_ratio_haproxy_range")) if ours else ""
+        cn = fmt_ratio(r.get("cpu_ratio_nginx"), r.get("cpu_ratio_nginx_range")) if ours else ""
+        cpu = (f"{r['cpu_user_us']:.1f} + {r['cpu_sys_us']:.1f} = **{r['cpu_us']:.1f} µs**"
+               if "cpu_us" in r else "–")
         front = r["front"] + (" (ceiling)" if r["front"] == "direct" else "")
         if r["cpu_foreign_pct_max"] > FOREIGN_LIMIT:
             front += " †"
@@ -1960,7 +2336,7 @@ def render_markdown(bench, info, sat_rows, rate_rows):
             note = f" ({100 * r['non2xx_share']:.0f} % 404: lookups sent round-robin)"
         L.append(f"| {r['title']} | {front}{note} | {workers_label(r)} | {fmt_rps(r['rps_median'])} | "
                  f"{fmt_rps(r['rps_min'])}–{fmt_rps(r['rps_max'])} | {fmt_us(r['p50_us'])} | "
-                 f"{fmt_us(r['p99_us'])} | {fmt_us(r['p999_us'])} | {rh} | {rn} |")
+                 f"{fmt_us(r['p99_us'])} | {fmt_us(r['p999_us'])} | {cpu} | {rh} | {rn} | {ch} | {cn} |")
     L.append("")
     if rate_rows:
         L.append(f"## Latency at a fixed rate ({s.rate} req/s; cold lookups {s.cold_rate} req/s)")
@@ -1995,19 +2371,34 @@ def render_markdown(bench, info, sat_rows, rate_rows):
         L.append("## Memory")
         L.append("")
         if bench.memory:
-            L.append(f"Fresh front, {bench.memory[0]['connections']} idle keep-alive client connections "
-                     "(each sent one Get Session with cookie, then stays open). Peak RSS = VmHWM, summed "
-                     "over the front's processes (nginx: master + workers).")
+            L.append("Fresh front (per kind, worker count, plain or TLS), idle keep-alive client connections, "
+                     "each of which sent one Get Session with cookie (over TLS: after a full handshake "
+                     "verifying the bench's certificate) and read its answer, then stays open. Peak RSS = "
+                     "the larger of VmHWM and VmRSS a second after all are open, summed over the front's "
+                     "processes (nginx: master + workers); per connection = (peak − RSS before) ÷ "
+                     "connections.")
             L.append("")
-            L.append("| front | workers | processes | RSS before | peak RSS (VmHWM) | RSS holding them | "
-                     "per connection (peak − before) |")
-            L.append("|---|---|---|---|---|---|---|")
+            L.append("| front | workers | connections | processes | RSS before | peak RSS | RSS holding them | "
+                     "**per connection** | opened in |")
+            L.append("|---|---|---|---|---|---|---|---|---|")
             for m in bench.memory:
-                per = (m["hwm_after"] - m["rss_before"]) / max(m["connections"], 1)
-                L.append(f"| {m['front']} | {m['workers']} | {m['processes']} | "
-                         f"{m['rss_before'] / 2**20:.1f} MiB | {m['hwm_after'] / 2**20:.1f} MiB | "
-                         f"{m['rss_after'] / 2**20:.1f} MiB | {per / 1024:.1f} KiB |")
+                short = f" (of {m['wanted']:,} asked)" if m.get("wanted", m["connections"]) > m["connections"] else ""
+                L.append(f"| {m['front']}{' TLS' if m.get('tls') else ''} | {m['workers']} | "
+                         f"{m['connections']:,}{short} | {m['processes']} | "
+                         f"{mib(m['rss_before'])} | {mib(m['hwm_after'])} | {mib(m['rss_after'])} | "
+                         f"**{targets.per_connection(m) / 1024:.2f} KiB** | {m.get('open_s', 0):g} s |")
             L.append("")
+            capped = [m for m in bench.memory if m.get("wanted", m["connections"]) > m["connections"]]
+            if capped and bench.nofile:
+                soft, hard = bench.nofile
+                L.append(f"Fewer connections than asked: the open-file limit here is {soft:,} (hard limit "
+                         f"{hard:,}; raising it needs CAP_SYS_RESOURCE), and sticky-proxy holds at most "
+                         f"(limit − {PROXY_NOFILE_RESERVE}) ÷ 2 = {proxy_connection_cap(soft):,} client "
+                         "connections (its default `--max-connections`: each may hold an upstream one, as "
+                         "HAProxy sizes maxconn); beyond that its accept loop pauses and the rest would wait "
+                         "unanswered in the backlog. Every front holds the same number, so the per-connection "
+                         "figures compare.")
+                L.append("")
         if bench.node_memory:
             m = bench.node_memory
             per = (m["rss_after"] - m["rss_before"]) / m["sessions"]
@@ -2031,7 +2422,9 @@ def mib(b):
 
 
 def render_targets(bench, sat_rows, rate_rows):
-    """The issue's targets, each met or not, from this run's figures."""
+    """The targets, each met or not, from this run's figures: issue 10's
+    (targets.py: CPU per request, req/s, memory per idle connection and per
+    tunnel, cold lookup, TLS), then the earlier issues' still measured."""
     def sat(scenario, front, workers):
         return next((r for r in sat_rows if r["scenario"] == scenario and r["front"] == front
                      and r["workers"] == workers and "na" not in r), None)
@@ -2040,44 +2433,27 @@ def render_targets(bench, sat_rows, rate_rows):
         return "**met**" if ok else "**not met**"
 
     L = ["## Targets", "",
-         "| target | workers | measured | verdict |", "|---|---|---|---|"]
-    for key, title in (("cookie", "sticky hit"), ("header", "header affinity")):
-        for w in bench.s.workers:
-            ours = sat(key, "sticky-proxy", w)
-            if not ours:
-                continue
-            for other, name in (("haproxy", "HAProxy"), ("nginx", "nginx")):
-                theirs = sat(key, other, w)
-                ratio = ours.get(f"ratio_{other}")
-                if not theirs or ratio is None:
-                    continue
-                ok = ratio >= 1.0 and ours["p99_us"] <= theirs["p99_us"]
-                L.append(f"| {title}: throughput ≥ {name}'s and p99 ≤ {name}'s | {w} | "
-                         f"{ratio:.2f}× its req/s; p99 {fmt_us(ours['p99_us'])} vs "
-                         f"{fmt_us(theirs['p99_us'])} | {verdict(ok)} |")
+         "Issue 10 (the proxy's own HTTP/1 path): ratios are sticky-proxy ÷ the other front, the "
+         "median of per-round ratios (same scenario, same worker count, same round) with their range.",
+         "", "| target | workers | measured | verdict |", "|---|---|---|---|"]
+    L += targets.rows(sat_rows, rate_rows, bench.memory, bench.tunnels, bench.s.workers, bench.s.cold_rate)
+    if bench.tls_skip_reason:
+        L.append("| over TLS: CPU per request, req/s and RSS per idle TLS connection against nginx and "
+                 f"HAProxy | | not measured: {bench.tls_skip_reason} | **not measured** |")
+    earlier = []
     for w in bench.s.workers:
         hit, warm = sat("cookie", "sticky-proxy", w), sat("lookup-warm", "sticky-proxy", w)
         if hit and warm:
             share = warm["rps_median"] / hit["rps_median"]
-            L.append(f"| warm lookup ≥ 95 % of sticky-hit throughput | {w} | {share:.1%} | "
-                     f"{verdict(share >= 0.95)} |")
-    for r in rate_rows:
-        if r["scenario"] == "lookup-cold" and r.get("added_p99_vs_direct_us") is not None:
-            added = r["added_p99_vs_direct_us"]
-            L.append(f"| cold lookup adds < 1 ms at p99 over a direct Get Session "
-                     f"({r['target_rps']}/s) | {r['workers']} | +{fmt_us(added)} | {verdict(added < 1000)} |")
-    for w in bench.s.workers:
-        ours = next((m for m in bench.memory if m["front"] == "sticky-proxy" and m["workers"] == w), None)
-        theirs = next((m for m in bench.memory if m["front"] == "haproxy" and m["workers"] == w), None)
-        if ours and theirs:
-            L.append(f"| RSS with 10,000 idle connections ≤ HAProxy's | {w} | "
-                     f"{ours['hwm_after'] / 2**20:.1f} MiB vs {theirs['hwm_after'] / 2**20:.1f} MiB | "
-                     f"{verdict(ours['hwm_after'] <= theirs['hwm_after'])} |")
+            earlier.append(f"| warm lookup ≥ 95 % of sticky-hit throughput | {w} | {share:.1%} | "
+                           f"{verdict(share >= 0.95)} |")
     for rt in bench.realtime:
         if rt["front"] == "sticky-proxy":
-            L.append(f"| realtime: {rt['sessions']:,} sessions × a customer and an agent, 10 messages/s, "
+            earlier.append(f"| realtime: {rt['sessions']:,} sessions × a customer and an agent, 10 messages/s, "
                      f"p99 < 20 ms, none lost or reordered | {rt['workers']} | p99 {rt['p99_ms']:g} ms, "
-                     f"lost {rt['lost']}, reordered {rt['reordered']} | {realtime_verdict(rt)} |")
+                           f"lost {rt['lost']}, reordered {rt['reordered']} | {realtime_verdict(rt)} |")
+    if earlier:
+        L += ["", "Earlier issues:", "", "| target | workers | measured | verdict |", "|---|---|---|---|"] + earlier
     L.append("")
     L.append("Where a target is not met, the last section (\"What was optimised and what it "
              "bought\") says what the profile shows standing in the way.")
@@ -2230,6 +2606,22 @@ def notes(bench, sat_rows, rate_rows):
                 out.append(f"The fixed rate ({r['target_rps']}/s) is more than a third of {r['front']} "
                            f"w{r['workers']}'s saturation rate for {r['scenario']} "
                            f"({sat[0]['rps_median']:.0f}/s): its fixed-rate latency includes queueing.")
+    if bench.tls_kinds and s.tls_files:
+        neg = "; ".join(f"{label}: {i['version']} {i['cipher']}, ALPN {i['alpn'] or 'none'}, resumption "
+                        f"{'yes' if i['resumed'] else '**no**'}" for label, i in bench.tls_info.items())
+        out.append(f"TLS fronts ({', '.join(bench.tls_kinds)}): one self-signed ECDSA P-256 certificate for "
+                   f"{TLS_SERVER_NAME} and 127.0.0.1 ({s.tls_files.made_by}); nginx `listen … ssl`, "
+                   "`ssl_protocols TLSv1.2 TLSv1.3`, `ssl_session_cache shared:…:10m`, `ssl_session_tickets "
+                   "on`; HAProxy `bind … ssl crt <certificate + key>` (its default session cache and "
+                   "tickets)" + ("; sticky-proxy `--tls-cert --tls-key`" if "sticky-proxy" in bench.tls_kinds
+                                 else "") + ". wrk speaks TLS with keep-alive "
+                   "connections (one handshake per connection, at its start), so scenario 6 measures the "
+                   "record layer, not handshakes. Negotiated with a default Python client, whose second "
+                   "connection offered the first one's session: " + (neg or "–") + ".")
+    cpu_hz = CLK_TCK
+    out.append(f"CPU per request is read in clock ticks ({cpu_hz} per second): a {s.duration:g} s run at "
+               "40,000 req/s with the front's CPU about half busy is ~50 ticks, so a single run's figure is "
+               "good to a few %; the medians over rounds are steadier.")
     out += security_notes(bench)
     if bench.phase_seconds:
         ph = dict(bench.phase_seconds)
@@ -2284,12 +2676,19 @@ def write_results(bench, info):
     s = bench.s
     sat_rows = summarize(bench)
     rate_rows = summarize_rate(bench)
-    data = {"machine": info, "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                          for k, v in vars(s).items()},
+    def setting(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, TlsFiles):
+            return {k: str(x) for k, x in vars(v).items()}
+        return v
+
+    data = {"machine": info, "settings": {k: setting(v) for k, v in vars(s).items()},
             "saturation": sat_rows, "fixed_rate": rate_rows, "memory_idle_connections": bench.memory,
             "memory_node_sessions": bench.node_memory,
             "websocket_tunnels": bench.tunnels, "websocket_node": bench.node_ws,
-            "realtime": bench.realtime, "security": bench.security,
+            "realtime": bench.realtime, "security": bench.security, "tls": bench.tls_info,
+            "nofile": bench.nofile,
             "phase_seconds": bench.phase_seconds, "skipped": bench.skipped, "runs": bench.runs}
     s.results_json.parent.mkdir(parents=True, exist_ok=True)
     s.results_json.write_text(json.dumps(data, indent=1) + "\n")
@@ -2327,6 +2726,7 @@ def main(argv):
     make_agent_key(settings)
     if not settings.security_only:
         ensure_tools()
+    nofile = raise_nofile()
     info = machine_info()
     procs = Procs(settings.out_dir / "logs")
 
@@ -2338,6 +2738,7 @@ def main(argv):
     t0 = time.time()
     bench = Bench(settings, procs)
     bench.info = info
+    bench.nofile = list(nofile)
     try:
         if settings.security_only:
             with bench.phase("security"):
@@ -2364,6 +2765,7 @@ def run_phases(bench):
     settings = bench.s
     with bench.phase("setup"):
         bench.start_cluster()
+        bench.make_tls()
     if settings.websocket:
         log(f"WebSocket: realtime run ({settings.realtime_sessions} sessions × "
             f"{settings.realtime_rate:g}/s for {settings.realtime_duration} s), then "
