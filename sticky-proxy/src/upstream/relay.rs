@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http1::ResponseBody;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -189,25 +190,38 @@ where
     let mut from_node = Inbound::new();
     let (mut client_open, mut node_open) = (true, true);
     while client_open || node_open {
+        // A read never waits inside a branch: readiness can be stale, and
+        // a read that waited would stall the other direction until this
+        // side spoke again. Nothing there: back to waiting on both.
         tokio::select! {
             ready = client.ready(), if client_open => {
                 ready?;
-                if from_client.read_from(client, TUNNEL_BUF).await? == 0 {
-                    client_open = false;
-                    upstream.shutdown().await?;
-                } else {
-                    upstream.write_all(from_client.data()).await?;
-                    from_client.release();
+                match from_client.read_from(client, TUNNEL_BUF).now_or_never() {
+                    None => from_client.release(),
+                    Some(read) => {
+                        if read? == 0 {
+                            client_open = false;
+                            upstream.shutdown().await?;
+                        } else {
+                            upstream.write_all(from_client.data()).await?;
+                            from_client.release();
+                        }
+                    }
                 }
             }
             ready = upstream.readable(), if node_open => {
                 ready?;
-                if from_node.read_from(upstream, TUNNEL_BUF).await? == 0 {
-                    node_open = false;
-                    client.shutdown().await?;
-                } else {
-                    client.write_all(from_node.data()).await?;
-                    from_node.release();
+                match from_node.read_from(upstream, TUNNEL_BUF).now_or_never() {
+                    None => from_node.release(),
+                    Some(read) => {
+                        if read? == 0 {
+                            node_open = false;
+                            client.shutdown().await?;
+                        } else {
+                            client.write_all(from_node.data()).await?;
+                            from_node.release();
+                        }
+                    }
                 }
             }
         }
