@@ -86,7 +86,7 @@ bench:
 	$(CARGO) build --release --bins
 	$(PYTHON) bench/run.py
 
-## bench-quick: a short benchmark (under 2 minutes) to try the harness;
+## bench-quick: a short benchmark (about 3 minutes) to try the harness;
 ## writes bench/out/quick/RESULTS.md and results.json, not bench/RESULTS.md
 bench-quick:
 	$(CARGO) build --release --bins
