@@ -18,7 +18,7 @@
 //! says `Connection: upgrade`), the framing said again, and
 //! `Connection: close` when the proxy will close after it.
 
-use http1::{Header, RequestHead, ResponseHead, Version};
+use http1::{RequestHead, ResponseHead, Version};
 
 /// What the rewrite needs to know about the client connection.
 #[derive(Debug, Clone)]
@@ -31,37 +31,12 @@ pub struct ClientFacts {
     pub tls: bool,
 }
 
-/// Whether a field is hop-by-hop by its name alone.
-fn hop_by_hop_name(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 6] = [
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
-}
-
-/// The field names a head's `Connection` values list (all of them
-/// hop-by-hop). Few: usually none or `keep-alive`.
-fn connection_tokens<'a>(
-    buf: &'a [u8],
-    headers: &'a [Header],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
-        .flat_map(move |h| h.value.of(buf).split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|token| !token.is_empty())
-}
-
-fn is_dropped(buf: &[u8], headers: &[Header], name: &[u8], listed: bool) -> bool {
-    hop_by_hop_name(name)
-        || (listed && connection_tokens(buf, headers).any(|t| t.eq_ignore_ascii_case(name)))
+/// `Proxy-*` fields are the proxy's, not the node's (nor the client's):
+/// never passed on, whatever `Connection` says. The rest of the hop-by-hop
+/// rule (and that no `Connection` token can drop `Content-Length` or
+/// `Host`) is the parser's `is_hop_by_hop`.
+fn is_proxy_field(name: &[u8]) -> bool {
+    name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-")
 }
 
 /// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`
@@ -96,9 +71,6 @@ pub fn request_to_node(
     authority: &str,
 ) {
     let headers = head.headers.as_slice();
-    let listed = headers
-        .iter()
-        .any(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"));
     out.extend_from_slice(head.method.of(buf));
     out.push(b' ');
     let (path, absolute_host) = match &head.target_form {
@@ -114,7 +86,7 @@ pub fn request_to_node(
     let mut forwarded_for: Option<(usize, usize)> = None;
     for h in headers {
         let name = h.name.of(buf);
-        if is_dropped(buf, headers, name, listed) {
+        if head.is_hop_by_hop(buf, name) || is_proxy_field(name) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"host") {
@@ -202,9 +174,6 @@ pub fn response_to_client(
     keep_alive_10: bool,
 ) {
     let headers = head.headers.as_slice();
-    let listed = headers
-        .iter()
-        .any(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"));
     out.extend_from_slice(b"HTTP/1.1 ");
     push_status(out, head.status);
     out.push(b' ');
@@ -212,7 +181,7 @@ pub fn response_to_client(
     out.extend_from_slice(b"\r\n");
     for h in headers {
         let name = h.name.of(buf);
-        if is_dropped(buf, headers, name, listed) {
+        if head.is_hop_by_hop(buf, name) || is_proxy_field(name) {
             continue;
         }
         field(out, name, h.value.of(buf));
@@ -305,6 +274,13 @@ mod tests {
                 false,
                 false,
                 "GET / HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n",
+            ),
+            // No Connection token drops the framing the body is sent by.
+            (
+                "POST /u HTTP/1.1\r\nHost: h\r\nConnection: content-length, host\r\nContent-Length: 2\r\n\r\n",
+                false,
+                false,
+                "POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nx-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n",
             ),
             (
                 "GET http://127.0.0.1:9/p?q HTTP/1.1\r\nHost: evil.example\r\n\r\n",
